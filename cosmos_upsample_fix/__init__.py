@@ -1,0 +1,1 @@
+"""cosmos-upsample-fix: make Cosmos-Transfer1's prompt upsampler fit its context window."""

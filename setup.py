@@ -1,0 +1,39 @@
+"""Packaging for cosmos-upsample-fix."""
+from setuptools import setup
+
+setup(
+    name="cosmos-upsample-fix",
+    version="0.1.0",
+    description=(
+        "Makes Cosmos-Transfer1's --upsample_prompt fit vLLM's context: exact token budgeting "
+        "and budget-fitting frame downsampling for the Pixtral prompt upsampler."
+    ),
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["cosmos_upsample_fix", "cosmos_upsample_fix.patches"],
+    package_dir={"cosmos_upsample_fix.patches": "patches"},
+    package_data={"cosmos_upsample_fix.patches": ["*.patch"]},
+    install_requires=[
+        "av>=12",
+        "numpy>=1.23",
+        "pillow>=9.1",
+        "mistral-common>=1.5.4",
+        "packaging>=21",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80", "opencv-python-headless>=4.8"],
+        "bench": ["opencv-python-headless>=4.8"],
+    },
+    entry_points={
+        "console_scripts": ["cosmos-upsample-fix=cosmos_upsample_fix.cli:main"],
+        "cosmos_upsample_fix.preprocessors": [
+            "budget_fit=cosmos_upsample_fix.runtime:budget_fit_preprocessor",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    ],
+)
