@@ -1,0 +1,239 @@
+"""Downsampling policies: which frame sizes to send so the request fits. Pure, no I/O.
+
+A policy is one string:
+
+``fit`` (default)
+    The largest sizes that keep each frame's aspect ratio, never upscale, and make the
+    whole request fit. Frames whose request already fits pass through unchanged. Otherwise
+    every target sits on the model's patch grid (multiples of ``patch × merge``), with the
+    grid whose aspect ratio is closest to the frame's, so the model's own resize is a no-op.
+``max-side:N``, ``max-pixels:N``, ``scale:F``
+    An upper bound applied on top of ``fit``: the result is within the bound and still fits.
+``fixed:WxH``
+    Exactly that size for every frame; refused before anything is sent if it does not fit.
+``none``
+    The original size (upstream's behaviour); refused before anything is sent if it does not fit.
+
+How ``fit`` searches: frames shrink together by one scale ``σ``. At a given ``σ`` a
+frame of long side ``L`` gets ``k = floor(σ·L/unit)`` token cells along its long side
+(at least 1, at most what fits in ``min(L, max_image_size)``) and the short-side count
+whose ratio is closest (in log terms) to the frame's. Token cost grows with ``σ``, so the
+plan is the largest ``σ`` among the finitely many breakpoints that fits.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .budget import ImageGrid, Limits, Size, count_request, grid_tokens, min_image_tokens
+from .errors import BudgetError, PolicySpecError
+
+POLICY_KINDS = ("fit", "max-side", "max-pixels", "scale", "fixed", "none")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy string."""
+
+    kind: str
+    value: float | None = None
+    size: Size | None = None
+
+    @property
+    def spec(self) -> str:
+        """The canonical string form (parses back to an equal policy)."""
+        if self.kind in ("fit", "none"):
+            return self.kind
+        if self.kind == "fixed":
+            assert self.size is not None
+            return f"fixed:{self.size[0]}x{self.size[1]}"
+        value = self.value
+        text = str(int(value)) if value is not None and float(value).is_integer() and self.kind != "scale" else f"{value:g}"
+        return f"{self.kind}:{text}"
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+_INT = re.compile(r"^[0-9]+$")
+_SIZE = re.compile(r"^([0-9]+)[xX×]([0-9]+)$")
+
+
+def parse_policy(spec: str | Policy | None) -> Policy:
+    """Parse ``fit``, ``none``, ``max-side:N``, ``max-pixels:N``, ``scale:F`` or ``fixed:WxH``."""
+    if isinstance(spec, Policy):
+        return spec
+    if spec is None:
+        return Policy("fit")
+    text = str(spec).strip().lower()
+    kind, _, arg = text.partition(":")
+    kind, arg = kind.strip(), arg.strip()
+    hint = "expected fit, none, max-side:N, max-pixels:N, scale:F or fixed:WxH"
+    if kind in ("fit", "none"):
+        if arg:
+            raise PolicySpecError(f"policy {spec!r} takes no argument ({hint})")
+        return Policy(kind)
+    if kind not in POLICY_KINDS:
+        raise PolicySpecError(f"unknown policy {spec!r} ({hint})")
+    if not arg:
+        raise PolicySpecError(f"policy {spec!r} needs an argument ({hint})")
+    if kind in ("max-side", "max-pixels"):
+        if not _INT.match(arg) or int(arg) <= 0:
+            raise PolicySpecError(f"policy {spec!r}: N must be a positive whole number of pixels")
+        return Policy(kind, value=int(arg))
+    if kind == "scale":
+        try:
+            factor = float(arg)
+        except ValueError:
+            raise PolicySpecError(f"policy {spec!r}: F must be a number in (0, 1]") from None
+        if not (0 < factor <= 1) or math.isnan(factor):
+            raise PolicySpecError(f"policy {spec!r}: F must be in (0, 1]; the plugin never upscales")
+        return Policy(kind, value=factor)
+    match = _SIZE.match(arg)
+    if not match or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
+        raise PolicySpecError(f"policy {spec!r}: expected fixed:WxH with positive whole numbers, e.g. fixed:640x352")
+    return Policy("fixed", size=(int(match.group(1)), int(match.group(2))))
+
+
+def _bound(policy: Policy, original: Size) -> Callable[[Size], bool]:
+    """The policy's upper bound as a test on a target size (always true for ``fit``)."""
+    w0, h0 = original
+    if policy.kind == "max-side":
+        limit = policy.value
+        return lambda s: max(s) <= limit
+    if policy.kind == "max-pixels":
+        limit = policy.value
+        return lambda s: s[0] * s[1] <= limit
+    if policy.kind == "scale":
+        f = policy.value
+        # a small tolerance so that scale:0.5 of 1280 admits exactly 640
+        return lambda s: s[0] <= f * w0 + 1e-9 and s[1] <= f * h0 + 1e-9
+    return lambda s: True
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One frame's size, seen as long/short side, with its largest token count per side."""
+
+    size: Size
+    grid: ImageGrid
+
+    @property
+    def landscape(self) -> bool:
+        return self.size[0] >= self.size[1]
+
+    @property
+    def long(self) -> int:
+        return max(self.size)
+
+    @property
+    def short(self) -> int:
+        return min(self.size)
+
+    def max_cells(self, side: int) -> int:
+        """Most token cells along a side without upscaling or passing max_image_size."""
+        return max(1, min(side, self.grid.max_image_size) // self.grid.unit)
+
+    def short_cells(self, k: int) -> int:
+        """Short-side cells whose ratio with ``k`` long-side cells is closest to the frame's."""
+        exact = k * self.short / self.long
+        lo = max(1, math.floor(exact))
+        hi = max(1, math.ceil(exact))
+        # log-closest of the two: pick hi when exact is above their geometric mean
+        best = hi if exact * exact > lo * hi else lo
+        return min(best, self.max_cells(self.short))
+
+    def at(self, k: int) -> tuple[Size, int]:
+        """Target pixel size and tokens with ``k`` cells on the long side."""
+        unit = self.grid.unit
+        s = self.short_cells(k)
+        long_px, short_px = min(k * unit, self.long), min(s * unit, self.short)
+        size = (long_px, short_px) if self.landscape else (short_px, long_px)
+        cols, rows = (k, s) if self.landscape else (s, k)
+        return size, grid_tokens(cols, rows)
+
+    def cells_at(self, sigma: float) -> int:
+        """Long-side cells at scale ``sigma`` (breakpoints are ``k·unit/long``)."""
+        k = math.floor(sigma * self.long / self.grid.unit + 1e-9)
+        return max(1, min(k, self.max_cells(self.long)))
+
+
+def plan_sizes(
+    sizes: Sequence[Size], text_tokens: int, grid: ImageGrid, limits: Limits, policy: Policy | str = "fit"
+) -> list[Size]:
+    """Target sizes for frames of ``sizes`` under ``policy``; raises BudgetError if none fit.
+
+    ``text_tokens`` is the request's length without images (see :func:`count_request`).
+    """
+    policy = parse_policy(policy)
+    sizes = [(int(w), int(h)) for w, h in sizes]
+    if not sizes:
+        raise BudgetError("no frames to send")
+    if len(sizes) > limits.max_images:
+        raise BudgetError(f"{len(sizes)} frames asked but the engine allows {limits.max_images} images per prompt")
+    budget = limits.prompt_budget
+    how = f"max_model_len {limits.max_model_len} − {limits.reserved_output_tokens} reserved for the answer"
+
+    if policy.kind in ("none", "fixed"):
+        targets = sizes if policy.kind == "none" else [policy.size] * len(sizes)  # type: ignore[list-item]
+        need = count_request(targets, text_tokens, grid, limits).prompt_tokens
+        if need > budget:
+            shown = "x".join(map(str, targets[0]))
+            raise BudgetError(
+                f"policy {policy.spec} needs {need} tokens for {len(targets)} frame(s) at {shown}, over the budget of "
+                f"{budget} ({how}) by {need - budget}; use --policy fit to downsample just enough"
+            )
+        return list(targets)
+
+    original = count_request(sizes, text_tokens, grid, limits)
+    bounds = [_bound(policy, s) for s in sizes]
+    if original.prompt_tokens <= budget and all(b(s) for b, s in zip(bounds, sizes)):
+        return list(sizes)
+
+    smallest = text_tokens + len(sizes) * min_image_tokens()
+    if smallest > budget:
+        raise BudgetError(
+            f"the prompt text alone takes {text_tokens} tokens; with {len(sizes)} frame(s) of the smallest size the "
+            f"request needs {smallest}, over the budget of {budget} ({how}); shorten the prompt or send fewer frames"
+        )
+
+    result = _fit(sizes, budget - text_tokens, grid, dict(zip(sizes, bounds)))
+    if not result:
+        raise BudgetError(
+            f"policy {policy.spec} allows no size on the {grid.unit}-pixel patch grid for "
+            f"{'x'.join(map(str, sizes[0]))} frames; raise the bound or use fit"
+        )
+    return result
+
+
+def _fit(
+    sizes: Sequence[Size], available: int, grid: ImageGrid, bounds: dict[Size, Callable[[Size], bool]]
+) -> list[Size]:
+    """Largest common scale whose grid targets fit ``available`` image tokens and each frame's bound."""
+    frames = [_Frame(s, grid) for s in sizes]
+    sigmas = sorted(
+        {k * grid.unit / f.long for f in frames for k in range(1, f.max_cells(f.long) + 1)}, reverse=True
+    )
+
+    def attempt(i: int) -> list[Size] | None:
+        chosen = [f.at(f.cells_at(sigmas[i])) for f in frames]
+        if sum(t for _, t in chosen) > available:
+            return None
+        if not all(bounds[f.size](size) for f, (size, _) in zip(frames, chosen)):
+            return None
+        return [size for size, _ in chosen]
+
+    lo, hi = 0, len(sigmas) - 1  # index 0 is the largest scale, hi the smallest
+    best = attempt(hi)
+    if best is None:
+        return []
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found = attempt(mid)
+        if found is not None:
+            best, hi = found, mid
+        else:
+            lo = mid + 1
+    return best
