@@ -1,1 +1,41 @@
-"""cosmos-upsample-fix: make Cosmos-Transfer1's prompt upsampler fit its context window."""
+"""cosmos-upsample-fix: make Cosmos-Transfer1's prompt upsampler fit its context window.
+
+Public API (imported lazily, so ``import cosmos_upsample_fix`` stays cheap on every rank):
+
+- :func:`install` / :func:`uninstall`: put the budget-fitting hook around upstream's
+  ``PixtralPromptUpsampler._prompt_upsample_with_offload`` (before or after Cosmos is imported).
+- :func:`plan_frames`: read a video's frames and downsize them so the request fits.
+- :func:`parse_policy`, :class:`Limits`: the policy string and the engine limits.
+- :class:`UpsampleFixError`: the base of every error the package raises on purpose.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["install", "uninstall", "plan_frames", "parse_policy", "Limits", "UpsampleFixError", "__version__"]
+
+_EXPORTS = {
+    "install": "runtime",
+    "uninstall": "runtime",
+    "plan_frames": "planner",
+    "parse_policy": "policies",
+    "Limits": "budget",
+    "UpsampleFixError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cosmos_upsample_fix' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,212 @@
+"""The ``cosmos-upsample-fix`` command: inspect, prepare, hint, demo, patch.
+
+Only this module prints. Exit status: 0 when the plan fits (or the patch action
+succeeded), 2 with a one-line message on bad input or when nothing can fit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .budget import Limits, RequestCount
+from .errors import UpsampleFixError
+from .planner import Plan, PlannedFrames, plan_frames
+
+PROG = "cosmos-upsample-fix"
+DEMO_PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", default="", help="the prompt to upsample (empty: upstream's default text)")
+    parser.add_argument("--policy", default="fit", help="fit (default), max-side:N, max-pixels:N, scale:F, fixed:WxH, none")
+    parser.add_argument("--frames", type=int, default=2, help="frames to send (default 2, at most --max-images)")
+    parser.add_argument("--select", default="first", choices=("first", "uniform", "ends"), help="which frames (default first)")
+    parser.add_argument("--max-model-len", type=int, default=4096, help="the engine's context length (default 4096)")
+    parser.add_argument("--reserve-output", type=int, default=300, help="tokens kept for the answer (default 300)")
+    parser.add_argument("--max-images", type=int, default=2, help="images the engine allows per prompt (default 2)")
+    parser.add_argument("--checkpoint-dir", help="upstream's checkpoint folder or the upsampler model folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="what upstream would send, and what the policy plans")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="a video, an image, or several images (one frame each)")
+    _common(p)
+
+    p = sub.add_parser("prepare", help="write the exact frames the upsampler would receive as PNG files")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("--out-dir", required=True, help="folder for the PNG files (created if missing; never overwritten)")
+    _common(p)
+
+    p = sub.add_parser("hint", help="write a small mp4 whose frames fit the budget, for the standalone upsampler")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("-o", "--output", required=True, help="the mp4 to write (never overwritten)")
+    _common(p)
+
+    p = sub.add_parser("demo", help="show the failure and the fix on a generated 1280x704 clip")
+    p.add_argument("--out-dir", help="folder for the clip and frames (default: a new temporary folder)")
+    _common(p)
+    p.set_defaults(prompt=DEMO_PROMPT)
+
+    p = sub.add_parser("patch", help="apply, check or revert the source patch on a cosmos-transfer1 checkout")
+    p.add_argument("action", choices=("apply", "check", "revert"))
+    p.add_argument("cosmos_dir", metavar="COSMOS_DIR")
+    return parser
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(
+        max_model_len=args.max_model_len, reserved_output_tokens=args.reserve_output, max_images=args.max_images
+    )
+
+
+def _plan(args: argparse.Namespace, inputs: Sequence[str] | str) -> PlannedFrames:
+    """Plan for one video/image path, or for several image paths (one frame each)."""
+    from .model import load_model
+
+    source: str | list[str] = inputs if isinstance(inputs, str) else (inputs[0] if len(inputs) == 1 else list(inputs))
+    return plan_frames(
+        source,
+        args.prompt,
+        policy=args.policy,
+        frames=args.frames,
+        select=args.select,
+        limits=_limits(args),
+        model=load_model(args.checkpoint_dir),
+    )
+
+
+def _describe(count: RequestCount) -> str:
+    sizes = sorted(set(count.frame_sizes), key=count.frame_sizes.index)
+    shown = ", ".join(f"{w}x{h}" for w, h in sizes)
+    per = "/".join(str(t) for t in sorted(set(count.tokens_per_frame), reverse=True))
+    return f"{len(count.frame_sizes)} frame(s) at {shown}: {per} tokens each, {count.prompt_tokens} in all"
+
+
+def format_report(plan: Plan) -> str:
+    """The human-readable report of a plan."""
+    lim = plan.limits
+    budget = f"{lim.prompt_budget} (max_model_len {lim.max_model_len} - {lim.reserved_output_tokens} for the answer)"
+    o, p = plan.original, plan.planned
+    if o.fits:
+        verdict = f"fits ({o.budget_use:.1%} of the budget)"
+    elif o.prompt_tokens > lim.max_model_len:
+        verdict = (
+            f"does NOT fit: over the budget by {o.over_by}; vLLM raises 'The decoder prompt (length "
+            f"{o.prompt_tokens}) is longer than the maximum model length of {lim.max_model_len}.'"
+        )
+    elif len(o.frame_sizes) > lim.max_images:
+        verdict = f"does NOT fit: {len(o.frame_sizes)} images, the engine allows {lim.max_images}"
+    else:
+        verdict = f"does NOT fit: over the budget by {o.over_by}, the answer would be cut short"
+    lines = [
+        f"input:    {plan.source} ({plan.kind})",
+        f"budget:   {budget}; text and chat template {p.text_tokens} tokens",
+        f"upstream: {_describe(o)} -> {verdict}",
+        f"plan:     policy {plan.policy.spec}, {plan.select} frames {list(plan.frame_indices)}: {_describe(p)} -> "
+        + (f"fits ({p.budget_use:.1%} of the budget)" if p.fits else "does NOT fit"),
+    ]
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, plan: Plan, extra: dict[str, Any] | None = None, text: str = "") -> int:
+    if args.json:
+        data = plan.to_dict()
+        data.update(extra or {})
+        print(json.dumps(data, indent=2))
+    else:
+        print(format_report(plan) + (("\n" + text) if text else ""))
+    return 0 if plan.fits else 2
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    planned = _plan(args, args.inputs)
+    out = Path(args.out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UpsampleFixError(f"cannot create --out-dir {out}: {exc.strerror or exc}") from None
+    files = [str(p) for p in planned.write(out)]
+    return _emit(args, planned.plan, {"files": files}, "wrote:    " + ", ".join(files))
+
+
+def _hint(args: argparse.Namespace) -> int:
+    from .hint import write_video
+
+    planned = _plan(args, args.inputs)
+    if len(set(planned.plan.planned.frame_sizes)) > 1:
+        raise UpsampleFixError("a hint clip needs frames of one size; these images differ (use prepare instead)")
+    path = write_video(planned.images, args.output)
+    return _emit(args, planned.plan, {"output": str(path)}, f"wrote:    {path}")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .hint import demo_frames, write_video
+    from .model import load_model
+
+    out = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="cosmos-upsample-fix-demo-"))
+    out.mkdir(parents=True, exist_ok=True)
+    clip = write_video(demo_frames(), out / "demo_1280x704.mp4")
+    planned = _plan(args, str(clip))
+    files = planned.write(out)
+    # the authoritative check: the written PNGs, sent as upstream sends them, through mistral_common
+    import base64
+
+    model = load_model(args.checkpoint_dir)
+    urls = ["data:image/jpeg;base64," + base64.b64encode(Path(f).read_bytes()).decode() for f in files]
+    checked = len(model.encode(args.prompt, urls))
+    text = (
+        f"wrote:    {out}/ (the clip {clip.name} and the frames {', '.join(f.name for f in files)})\n"
+        f"checked:  the written frames plus the prompt tokenize to {checked} tokens with mistral_common "
+        f"({'matches the plan' if checked == planned.plan.planned.prompt_tokens else 'MISMATCH'})"
+    )
+    if checked != planned.plan.planned.prompt_tokens:
+        raise UpsampleFixError(f"token check failed: planned {planned.plan.planned.prompt_tokens}, got {checked}")
+    return _emit(args, planned.plan, {"files": [str(f) for f in files], "clip": str(clip), "checked_tokens": checked}, text)
+
+
+def _patch(args: argparse.Namespace) -> int:
+    from .patching import run_patch_command
+
+    code, message = run_patch_command(args.action, args.cosmos_dir)
+    print(message, file=sys.stdout if code in (0, 1) else sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    handlers = {"inspect": lambda a: _emit(a, _plan(a, a.inputs).plan), "prepare": _prepare, "hint": _hint,
+                "demo": _demo, "patch": _patch}
+    try:
+        return handlers[args.command](args)
+    except UpsampleFixError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure still gets one line; the traceback on request
+        if os.environ.get("COSMOS_UPSAMPLE_FIX_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (set COSMOS_UPSAMPLE_FIX_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

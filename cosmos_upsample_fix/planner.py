@@ -1,0 +1,194 @@
+"""From an input (video, image, or image list) to the frames the upsampler should receive.
+
+This is where the pure parts (budget, policies) meet the adapters (frames, images):
+read the selected frames once, count what upstream would send, plan sizes under the
+policy, resize, and optionally write the PNG files.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .budget import ImageGrid, Limits, RequestCount, Size
+from .errors import BudgetError, InputError
+from .frames import VideoInfo, read_frames
+from .images import resize, write_png
+from .model import UpsamplerModel, effective_prompt, load_model
+from .policies import Policy, parse_policy, plan_sizes
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_FRAMES = 2
+"""How many leading frames upstream's ``extract_video_frames`` takes from a video."""
+
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What upstream would send, and what the policy sends instead."""
+
+    source: str
+    kind: str
+    policy: Policy
+    select: str
+    limits: Limits
+    grid: ImageGrid
+    tokenizer: str
+    original: RequestCount
+    original_indices: tuple[int, ...]
+    planned: RequestCount
+    frame_indices: tuple[int, ...]
+
+    @property
+    def fits(self) -> bool:
+        """True when the planned request leaves the reserved answer length free."""
+        return self.planned.fits
+
+    @property
+    def planned_size(self) -> Size:
+        """Size of the first planned frame (all frames of a video share it)."""
+        return self.planned.frame_sizes[0]
+
+    def summary(self) -> str:
+        """One line: original size and tokens → planned size and tokens, policy, frames."""
+        o, p = self.original, self.planned
+        ow, oh = o.frame_sizes[0]
+        pw, ph = p.frame_sizes[0]
+        return (
+            f"upsampler frames {ow}x{oh} ({o.prompt_tokens} tokens, "
+            f"{'fits' if o.fits else f'over by {o.over_by}'}) -> {pw}x{ph} ({p.prompt_tokens} tokens of "
+            f"{self.limits.prompt_budget}), policy {self.policy.spec}, {self.select} frames "
+            f"{list(self.frame_indices)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report (``inspect --json``)."""
+
+        def side(count: RequestCount, indices: Sequence[int]) -> dict[str, Any]:
+            width, height = count.frame_sizes[0]
+            return {
+                "width": width,
+                "height": height,
+                "frame_sizes": [list(s) for s in count.frame_sizes],
+                "frame_indices": list(indices),
+                "tokens_per_frame": list(count.tokens_per_frame),
+                "text_tokens": count.text_tokens,
+                "prompt_tokens": count.prompt_tokens,
+                "fits": count.fits,
+                "over_by": count.over_by,
+                "budget_use": round(count.budget_use, 4),
+            }
+
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "policy": self.policy.spec,
+            "select": self.select,
+            "tokenizer": self.tokenizer,
+            "image_grid": {
+                "patch_size": self.grid.patch_size,
+                "max_image_size": self.grid.max_image_size,
+                "spatial_merge_size": self.grid.spatial_merge_size,
+            },
+            "limits": {
+                "max_model_len": self.limits.max_model_len,
+                "reserved_output_tokens": self.limits.reserved_output_tokens,
+                "max_images": self.limits.max_images,
+                "prompt_budget": self.limits.prompt_budget,
+            },
+            "original": side(self.original, self.original_indices),
+            "planned": side(self.planned, self.frame_indices),
+        }
+
+
+@dataclass
+class PlannedFrames:
+    """A plan with the frames (RGB arrays at the planned sizes) it sends."""
+
+    plan: Plan
+    images: list[np.ndarray] = field(repr=False)
+
+    def write(self, out_dir: str | os.PathLike, stem: str = "frame") -> list[Path]:
+        """Write the frames as ``<stem>_1.png``, ``<stem>_2.png``… in send order; never overwrites."""
+        out = Path(out_dir)
+        paths = []
+        for i, image in enumerate(self.images, start=1):
+            path = out / f"{stem}_{i}.png"
+            try:
+                paths.append(write_png(image, path))
+            except FileExistsError:
+                raise InputError(f"{path} already exists; not overwriting it (choose an empty --out-dir)") from None
+            except OSError as exc:
+                raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return paths
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, (list, tuple)):
+        return ", ".join(os.fspath(p) for p in source)
+    return os.fspath(source)
+
+
+def _original_sizes(info: VideoInfo, images: Sequence[np.ndarray]) -> tuple[list[Size], tuple[int, ...]]:
+    """What upstream sends: all listed images, or a video's first two frames, at full size."""
+    if info.kind == "images":
+        return [(im.shape[1], im.shape[0]) for im in images], tuple(range(len(images)))
+    total = info.frame_count if info.frame_count is not None else UPSTREAM_FRAMES
+    n = max(1, min(UPSTREAM_FRAMES, total))
+    return [(info.width, info.height)] * n, tuple(range(n))
+
+
+def plan_frames(
+    source: Any,
+    prompt: str | None = None,
+    *,
+    policy: Policy | str | None = "fit",
+    frames: int = 2,
+    select: str = "first",
+    limits: Limits | None = None,
+    model: UpsamplerModel | None = None,
+) -> PlannedFrames:
+    """Read the selected frames of ``source`` and downsize them so the request fits.
+
+    ``source`` is a video path, an image path, or a list of image paths (each one frame).
+    Raises :class:`~cosmos_upsample_fix.errors.UpsampleFixError` subclasses on bad input or
+    when nothing can fit; never sends or writes anything.
+    """
+    limits = limits or Limits()
+    model = model or load_model()
+    policy = parse_policy(policy)
+    is_list = isinstance(source, (list, tuple))
+    count = len(source) if is_list else frames
+    if not isinstance(count, int) or count < 1:
+        raise InputError(f"the number of frames must be at least 1, got {count!r}")
+    if count > limits.max_images:
+        raise BudgetError(
+            f"{count} frames asked but the engine allows {limits.max_images} images per prompt; use --frames "
+            f"{limits.max_images} or fewer"
+        )
+    info, picked = read_frames(source, count=count, select=select)
+    images = [f.image for f in picked]
+    sizes = [(im.shape[1], im.shape[0]) for im in images]
+    text_tokens = model.text_tokens(prompt)
+    original_sizes, original_indices = _original_sizes(info, images)
+    targets = plan_sizes(sizes, text_tokens, model.grid, limits, policy)
+    plan = Plan(
+        source=_source_name(source),
+        kind=info.kind,
+        policy=policy,
+        select="list" if is_list else select,
+        limits=limits,
+        grid=model.grid,
+        tokenizer=str(model.tokenizer_file),
+        original=model.count(original_sizes, prompt, limits),
+        original_indices=original_indices,
+        planned=model.count(targets, prompt, limits),
+        frame_indices=tuple(f.index for f in picked),
+    )
+    log.debug("planned %s for %r", plan.summary(), effective_prompt(prompt)[:60])
+    return PlannedFrames(plan, [resize(im, size) for im, size in zip(images, targets)])
