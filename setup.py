@@ -23,6 +23,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "opencv-python-headless>=4.8"],
+        # mistral_common needs OpenCV to tokenize images (the demo's and tests' exact cross-check)
+        "demo": ["opencv-python-headless>=4.8"],
         "bench": ["opencv-python-headless>=4.8"],
     },
     entry_points={

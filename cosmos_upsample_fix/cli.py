@@ -21,6 +21,8 @@ from .planner import Plan, PlannedFrames, plan_frames
 
 PROG = "cosmos-upsample-fix"
 DEMO_PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
+TABLE_SIZES = ("320x180", "640x480", "928x510", "960x540", "960x704", "1280x704", "1280x720", "1920x1080",
+               "3840x2160", "1280x800", "1024x1024", "882x1568")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="show the failure and the fix on a generated 1280x704 clip")
     p.add_argument("--out-dir", help="folder for the clip and frames (default: a new temporary folder)")
+    _common(p)
+    p.set_defaults(prompt=DEMO_PROMPT)
+
+    p = sub.add_parser("table", help="a Markdown table of frame sizes, their token costs, and the fit plan")
+    p.add_argument("sizes", nargs="*", metavar="WxH", help=f"frame sizes (default: {' '.join(TABLE_SIZES)})")
     _common(p)
     p.set_defaults(prompt=DEMO_PROMPT)
 
@@ -177,6 +184,37 @@ def _demo(args: argparse.Namespace) -> int:
     return _emit(args, planned.plan, {"files": [str(f) for f in files], "clip": str(clip), "checked_tokens": checked}, text)
 
 
+def _table(args: argparse.Namespace) -> int:
+    from .model import load_model
+    from .policies import parse_policy, plan_sizes
+
+    model, limits = load_model(args.checkpoint_dir), _limits(args)
+    policy = parse_policy(args.policy)
+    sizes = []
+    for text in args.sizes or TABLE_SIZES:
+        w, sep, h = text.lower().partition("x")
+        if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+            raise UpsampleFixError(f"size {text!r} is not WxH with positive whole numbers")
+        sizes.append((int(w), int(h)))
+    n, text_tokens = args.frames, model.text_tokens(args.prompt)
+    rows = [
+        f"| frames ({n} each) | tokens per frame | upstream request | fits {limits.prompt_budget}? "
+        f"| {policy.spec} plan | planned request |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for size in sizes:
+        original = model.count([size] * n, args.prompt, limits)
+        target = plan_sizes([size] * n, text_tokens, model.grid, limits, policy)
+        planned = model.count(target, args.prompt, limits)
+        verdict = "yes" if original.fits else f"no (+{original.over_by})"
+        rows.append(
+            f"| {size[0]}x{size[1]} | {original.tokens_per_frame[0]} | {original.prompt_tokens} | {verdict} "
+            f"| {target[0][0]}x{target[0][1]} | {planned.prompt_tokens} ({planned.budget_use:.1%}) |"
+        )
+    print("\n".join(rows))
+    return 0
+
+
 def _patch(args: argparse.Namespace) -> int:
     from .patching import run_patch_command
 
@@ -191,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     handlers = {"inspect": lambda a: _emit(a, _plan(a, a.inputs).plan), "prepare": _prepare, "hint": _hint,
-                "demo": _demo, "patch": _patch}
+                "demo": _demo, "table": _table, "patch": _patch}
     try:
         return handlers[args.command](args)
     except UpsampleFixError as exc:
