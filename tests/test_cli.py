@@ -159,3 +159,19 @@ def test_image_inputs(capsys, tmp_path):
     assert code == 0 and data["kind"] == "images" and len(data["planned"]["frame_sizes"]) == 2
     code, data = run_json(capsys, "inspect", str(a), "--frames", "1")
     assert code == 0 and data["kind"] == "image"
+
+
+def test_table_matches_the_exact_count(capsys):
+    from cosmos_upsample_fix.budget import Limits
+    from cosmos_upsample_fix.model import load_model
+
+    assert main(["table", "1280x704", "640x480", "4000x2"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "x" in r.split("|")[1]]
+    rows = [r for r in rows if r.split("|")[1].strip()[0].isdigit()]
+    assert len(rows) == 3
+    model = load_model()
+    for row, size in zip(rows, [(1280, 704), (640, 480), (4000, 2)]):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        count = model.count([size, size], PROMPT, Limits())
+        assert int(cells[1]) == count.tokens_per_frame[0] and int(cells[2]) == count.prompt_tokens
+    assert main(["table", "12by7"]) == 2
