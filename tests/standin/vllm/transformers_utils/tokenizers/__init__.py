@@ -1,0 +1,3 @@
+from vllm.transformers_utils.tokenizers.mistral import MistralTokenizer
+
+__all__ = ["MistralTokenizer"]
