@@ -7,6 +7,8 @@ Because planned sizes sit on the patch grid, the model's own resize is then a no
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,7 @@ from PIL import Image
 
 from .budget import Size
 
-PNG_COMPRESS_LEVEL = 1
-"""zlib level for the PNG files: lossless at any level; 1 is several times faster than 6."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def resize(image: np.ndarray, size: Size) -> np.ndarray:
@@ -30,9 +31,33 @@ def resize(image: np.ndarray, size: Size) -> np.ndarray:
     return np.asarray(out)
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless 8-bit RGB PNG of ``image`` (H×W×3 uint8), made for speed rather than size.
+
+    Rows use PNG filter 0 (none) and zlib level 1 with run-length strategy: about twice as
+    fast as Pillow's encoder at its fastest level, for files about twice as large. The
+    upsampler decodes them once, so encoding time is what counts.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 image, got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    raw = np.empty((height, width * 3 + 1), dtype=np.uint8)
+    raw[:, 0] = 0  # filter type "none" for every row
+    raw[:, 1:] = image.reshape(height, width * 3)
+    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    data = packer.compress(raw) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour, no interlace
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
 def write_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write ``image`` as a PNG at ``path`` (created exclusively: never overwrites a file)."""
     path = Path(path)
+    data = encode_png(image)
     with open(path, "xb") as handle:
-        Image.fromarray(image).save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        handle.write(data)
     return path
