@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -191,4 +192,15 @@ def plan_frames(
         frame_indices=tuple(f.index for f in picked),
     )
     log.debug("planned %s for %r", plan.summary(), effective_prompt(prompt)[:60])
-    return PlannedFrames(plan, [resize(im, size) for im, size in zip(images, targets)])
+    return PlannedFrames(plan, resize_all(images, targets))
+
+
+def resize_all(images: Sequence[np.ndarray], sizes: Sequence[Size]) -> list[np.ndarray]:
+    """Resize each image to its size; several at once on separate cores (swscale drops the GIL)."""
+    jobs = [(im, size) for im, size in zip(images, sizes)]
+    busy = sum(1 for im, (w, h) in jobs if im.shape[:2] != (h, w))
+    workers = min(busy, os.cpu_count() or 1)
+    if workers < 2:
+        return [resize(im, size) for im, size in jobs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: resize(*job), jobs))
