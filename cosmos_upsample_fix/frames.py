@@ -301,12 +301,21 @@ def _open_av(path: str) -> av.container.InputContainer:
 
 
 def _video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
-    """The container's first real video stream (cover art is not video), threaded decode."""
+    """The container's first real video stream (cover art is not video) with a decoder, threaded decode."""
+    undecodable = 0
     for stream in container.streams.video:
         if _ATTACHED_PIC and stream.disposition & _ATTACHED_PIC:
             continue
+        if stream.codec_context is None:  # FFmpeg has no decoder for it (unknown or corrupt codec id)
+            undecodable += 1
+            continue
         stream.thread_type = "AUTO"
         return stream
+    if undecodable:
+        raise InputError(
+            f"{path} has no decodable video frames (its video stream's codec is unknown to FFmpeg: "
+            "corrupt, or a format this build cannot decode)"
+        )
     raise InputError(f"{path} has no decodable video frames (no video stream; audio-only or not a video?)")
 
 
