@@ -223,16 +223,45 @@ def _patch(args: argparse.Namespace) -> int:
     return code
 
 
+class _HeldWarnings(logging.Handler):
+    """Keeps the package's warnings while a command runs (see :func:`main`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    The package's warnings (e.g. a skipped undecodable packet) are held while the command
+    runs and shown after it when it succeeds; when it fails, stderr gets only the one-line
+    error, which carries the reason.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a path the terminal's encoding cannot show is escaped, not fatal
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (e.g. replaced by a caller)
+            pass
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     handlers = {"inspect": lambda a: _emit(a, _plan(a, a.inputs).plan), "prepare": _prepare, "hint": _hint,
                 "demo": _demo, "table": _table, "patch": _patch}
+    package_log = logging.getLogger(__package__ or "cosmos_upsample_fix")
+    held, propagate = _HeldWarnings(), package_log.propagate
+    package_log.addHandler(held)
+    package_log.propagate = False
+    failed = True
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        failed = False
+        return code
     except UpsampleFixError as exc:
+        held.records.clear()  # the one-line error says what went wrong
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -241,9 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure still gets one line; the traceback on request
         if os.environ.get("COSMOS_UPSAMPLE_FIX_DEBUG"):
             raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (set COSMOS_UPSAMPLE_FIX_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"{PROG}: internal error: {text} (set COSMOS_UPSAMPLE_FIX_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        package_log.removeHandler(held)
+        package_log.propagate = propagate
+        if not failed:
+            for record in held.records:
+                package_log.handle(record)
 
 
 if __name__ == "__main__":
