@@ -59,6 +59,11 @@ def write_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write ``image`` as a PNG at ``path`` (created exclusively: never overwrites a file)."""
     path = Path(path)
     data = encode_png(image)
-    with open(path, "xb") as handle:
-        handle.write(data)
+    handle = open(path, "xb")
+    try:
+        with handle:
+            handle.write(data)
+    except BaseException:  # e.g. a full disk: leave no truncated PNG behind
+        path.unlink(missing_ok=True)
+        raise
     return path

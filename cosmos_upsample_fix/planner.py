@@ -115,17 +115,27 @@ class PlannedFrames:
     images: list[np.ndarray] = field(repr=False)
 
     def write(self, out_dir: str | os.PathLike, stem: str = "frame") -> list[Path]:
-        """Write the frames as ``<stem>_1.png``, ``<stem>_2.png``… in send order; never overwrites."""
+        """Write the frames as ``<stem>_1.png``, ``<stem>_2.png``… in send order; never overwrites.
+
+        All or nothing: when one file cannot be written, the ones this call wrote are removed.
+        """
         out = Path(out_dir)
-        paths = []
-        for i, image in enumerate(self.images, start=1):
-            path = out / f"{stem}_{i}.png"
-            try:
-                paths.append(write_png(image, path))
-            except FileExistsError:
-                raise InputError(f"{path} already exists; not overwriting it (choose an empty --out-dir)") from None
-            except OSError as exc:
-                raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        paths: list[Path] = []
+        try:
+            for i, image in enumerate(self.images, start=1):
+                path = out / f"{stem}_{i}.png"
+                try:
+                    paths.append(write_png(image, path))
+                except FileExistsError:
+                    raise InputError(
+                        f"{path} already exists; not overwriting it (choose an empty --out-dir)"
+                    ) from None
+                except OSError as exc:
+                    raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        except BaseException:
+            for written in paths:
+                written.unlink(missing_ok=True)
+            raise
         return paths
 
 
