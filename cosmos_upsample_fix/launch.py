@@ -7,7 +7,8 @@
 It installs the hook around ``PixtralPromptUpsampler._prompt_upsample_with_offload``,
 removes its own flag, and runs SCRIPT as ``__main__`` with the remaining arguments, the
 way ``python SCRIPT ARGS...`` would (``sys.argv`` and ``sys.path[0]`` set alike).
-Without ``--upsampler_policy`` the policy is ``$COSMOS_UPSAMPLER_POLICY`` or ``fit``.
+Without ``--upsampler_policy`` the policy is ``$COSMOS_UPSAMPLER_POLICY`` or ``fit``;
+``$COSMOS_UPSAMPLE_FIX_ON_ERROR`` (``raise`` or ``fallback``) sets what a failure does.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import sys
 from typing import Sequence
 
 from .errors import UpsampleFixError
-from .runtime import POLICY_ENV, install
+from .runtime import ON_ERROR_ENV, POLICY_ENV, install
 
 FLAG = "--upsampler_policy"
 USAGE = "usage: python -m cosmos_upsample_fix.launch (SCRIPT | -m MODULE) [--upsampler_policy SPEC] ARGS..."
@@ -56,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy, rest = split_args(args[2:] if as_module else args[1:])
         if not as_module and not os.path.isfile(target):
             raise UpsampleFixError(f"script not found: {target}")
-        install(policy=policy or os.environ.get(POLICY_ENV) or "fit")
+        install(
+            policy=policy or os.environ.get(POLICY_ENV) or "fit",
+            on_error=os.environ.get(ON_ERROR_ENV) or "raise",
+        )
     except UpsampleFixError as exc:
         print(f"cosmos_upsample_fix.launch: error: {exc}", file=sys.stderr)
         return 2

@@ -152,13 +152,20 @@ def budget_fit_preprocessor(call: UpsamplerCall) -> list[str]:
     from .planner import plan_frames
 
     settings: Settings = call.settings or default_settings()
+    limits = limits_for(call.upsampler, settings)
+    # Never send more images than the engine takes (e.g. an engine built with an image limit
+    # of 1 gets one frame, where upstream's two would be refused by vLLM).
+    frames = min(settings.frames, limits.max_images)
+    source = call.video
+    if isinstance(source, (list, tuple)) and len(source) > limits.max_images:
+        source = list(source)[: limits.max_images]
     planned = plan_frames(
-        call.video,
+        source,
         call.prompt,
         policy=settings.policy,
-        frames=settings.frames,
+        frames=frames,
         select=settings.select,
-        limits=limits_for(call.upsampler, settings),
+        limits=limits,
         model=model_for(call.upsampler, settings),
     )
     paths = [str(p) for p in planned.write(call.workdir)]
