@@ -10,7 +10,10 @@ tokens and limits from 512 to 32768 tokens:
   ``n ≤ max_images``; otherwise it raises :class:`BudgetError`;
 * it never upscales, and keeps every frame's aspect ratio within one patch;
 * a larger budget never gives fewer tokens;
-* ``none`` and ``fixed:WxH`` fail exactly when their own request would not fit.
+* ``none`` and ``fixed:WxH`` fail exactly when their own request would not fit;
+* ``max-side``/``max-pixels``/``scale`` stay within their bound and keep fit's guarantees;
+* through :func:`plan_frames` on 1 to 4 image files of random sizes, the PNG files written
+  count exactly what the plan says.
 
 The CI run uses a few hundred examples per property; ``pytest -m slow tests/test_properties.py
 --hypothesis-show-statistics`` runs the same properties with tens of thousands (see the
@@ -21,7 +24,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -294,3 +297,41 @@ def test_math_of_the_smallest_image():
     assert min_image_tokens() == 2
     assert count_request([(1, 1)], 0, GRID, Limits()).prompt_tokens == 2
     assert math.prod(image_grid((1, 1), GRID)) == 1
+
+
+# --------------------------------------------------------------------------- through the planner, on files
+
+EXAMPLES["files"] = (20, 2000)
+file_sides = st.one_of(st.integers(1, 1500), st.integers(1, 40))
+
+
+def _planned_files_match(model, tmp_path_factory, frames, k, limits):
+    """1 to 4 image files of random sizes (an image list): plan_frames writes PNGs that count exactly."""
+    from cosmos_upsample_fix.planner import plan_frames
+
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for i, size in enumerate(frames):
+        path = folder / f"image {i}.png"
+        Image.new("RGB", size, (20 * i, 100, 200)).save(path)
+        paths.append(str(path))
+    prompt = prompt_of(k)
+    if not possible(len(frames), model.text_tokens(prompt), limits):
+        with pytest.raises(BudgetError):
+            plan_frames(paths, prompt, limits=limits, model=model)
+        return
+    planned = plan_frames(paths, prompt, limits=limits, model=model)
+    check_fit_plan(frames, model.text_tokens(prompt), limits, list(planned.plan.planned.frame_sizes))
+    out = folder / "out"
+    out.mkdir()
+    files = planned.write(out)
+    assert [Image.open(f).size for f in files] == list(planned.plan.planned.frame_sizes)
+    import base64
+
+    urls = ["data:image/jpeg;base64," + base64.b64encode(f.read_bytes()).decode() for f in files]
+    assert len(model.encode(prompt, urls)) == planned.plan.planned.prompt_tokens
+
+
+test_planned_image_files_count_exactly, test_planned_image_files_full = ci_and_slow(
+    "files", st.lists(st.tuples(file_sides, file_sides), min_size=1, max_size=4), prompt_tokens, limit_sets()
+)(_planned_files_match)
