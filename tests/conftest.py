@@ -148,16 +148,26 @@ def standin(monkeypatch):
         _purge_standin_modules()
 
 
-@pytest.fixture
-def cosmos_checkpoint(tmp_path) -> Path:
-    """A ``--checkpoint_dir`` holding the upsampler's folder with Pixtral-12B's tekken.json
+def make_checkpoint(checkpoint_dir: Path) -> Path:
+    """Lay out a ``--checkpoint_dir`` holding the upsampler's folder with Pixtral-12B's tekken.json
     (copied from mistral_common) and a params.json with its vision encoder settings."""
-    checkpoint_dir = tmp_path / "checkpoints"
     model_dir = checkpoint_dir / UPSAMPLER_SUBDIR
     model_dir.mkdir(parents=True)
     shutil.copyfile(bundled_tekken(), model_dir / "tekken.json")
     (model_dir / "params.json").write_text(json.dumps(PIXTRAL_PARAMS, indent=2))
     return checkpoint_dir
+
+
+@pytest.fixture
+def cosmos_checkpoint(tmp_path) -> Path:
+    """A fresh checkpoint folder for this test (see :func:`make_checkpoint`)."""
+    return make_checkpoint(tmp_path / "checkpoints")
+
+
+@pytest.fixture(scope="module")
+def module_checkpoint(tmp_path_factory) -> Path:
+    """One checkpoint folder per test module (the plugin caches its tokenizer per file)."""
+    return make_checkpoint(tmp_path_factory.mktemp("checkpoint"))
 
 
 @pytest.fixture

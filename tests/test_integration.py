@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import runpy
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -64,16 +63,8 @@ def engine_view(call) -> dict:
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """A checkpoint folder shared by the module (the plugin caches its tokenizer per file)."""
-    from conftest import PIXTRAL_PARAMS, UPSAMPLER_SUBDIR, bundled_tekken
-
-    root = tmp_path_factory.mktemp("checkpoint")
-    model_dir = root / UPSAMPLER_SUBDIR
-    model_dir.mkdir(parents=True)
-    shutil.copyfile(bundled_tekken(), model_dir / "tekken.json")
-    (model_dir / "params.json").write_text(json.dumps(PIXTRAL_PARAMS))
-    return root
+def ckpt(module_checkpoint):
+    return module_checkpoint
 
 
 @pytest.fixture(scope="module")
