@@ -29,6 +29,7 @@ from typing import Union
 
 import av
 import numpy as np
+from packaging.version import Version
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, PolicySpecError
@@ -291,10 +292,14 @@ def _pil_display_size(img: Image.Image) -> tuple[int, int]:
 # --------------------------------------------------------------------------- PyAV plumbing
 
 
+# PyAV up to 18 decodes metadata strictly unless told otherwise; 19 dropped the option.
+_OPEN_OPTIONS = {"metadata_errors": "replace"} if Version(av.__version__) < Version("19") else {}
+
+
 def _open_av(path: str) -> av.container.InputContainer:
     """Open ``path`` read-only with PyAV, as InputError when FFmpeg cannot."""
     try:
-        return av.open(path, mode="r", metadata_errors="replace")
+        return av.open(path, mode="r", **_OPEN_OPTIONS)
     except _READ_ERRORS as exc:
         logger.debug("PyAV cannot open %s", path, exc_info=True)
         raise InputError(f"{path} is not a readable video or image, or is corrupt ({_reason(exc)})") from None
