@@ -131,25 +131,15 @@ def make_clip(
     path = Path(path)
     encoder, _suffix = _CODECS.get(codec, (codec, path.suffix))
     options: dict[str, str] = {}
-    if encoder == "libx264":
-        params = ["scenecut=0"]
+    if encoder in ("libx264", "libx265"):
+        params = ["scenecut=0"] if encoder == "libx264" else ["log-level=error", "scenecut=0"]
         if gop is not None:
             params += [f"keyint={gop}", f"min-keyint={gop}"]
         if bframes is not None:
             params.append(f"bframes={bframes}")
         if open_gop:
             params.append("open-gop=1")
-        options["x264-params"] = ":".join(params)
-        options["crf"] = "18"
-    elif encoder == "libx265":
-        params = ["log-level=error", "scenecut=0"]
-        if gop is not None:
-            params += [f"keyint={gop}", f"min-keyint={gop}"]
-        if bframes is not None:
-            params.append(f"bframes={bframes}")
-        if open_gop:
-            params.append("open-gop=1")
-        options["x265-params"] = ":".join(params)
+        options[f"{encoder[3:]}-params"] = ":".join(params)
         options["crf"] = "18"
     elif encoder == "libvpx-vp9":
         options.update({"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"})

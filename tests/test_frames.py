@@ -462,18 +462,8 @@ def test_read_errors_are_one_line_input_errors(bad_inputs: dict, case: str) -> N
     assert err.value.__context__ is None or err.value.__suppress_context__
 
 
-PROBE_ERROR_CASES = [
-    "missing",
-    "directory",
-    "dangling_symlink",
-    "random_mp4",
-    "random_bin",
-    "random_png",
-    "empty",
-    "audio_wav",
-    "audio_m4a",
-    "truncated",
-]
+# probe() takes no count or selection: the cases that fail whatever is asked
+PROBE_ERROR_CASES = ERROR_CASES[: ERROR_CASES.index("truncated") + 1]
 
 
 @pytest.mark.parametrize("case", PROBE_ERROR_CASES)

@@ -24,6 +24,7 @@ from cosmos_transfer1.checkpoints import (
 from cosmos_transfer1.diffusion.inference.inference_utils import generate_control_input
 from cosmos_transfer1.utils import log
 from cosmos_transfer1.utils.base_world_generation_pipeline import BaseWorldGenerationPipeline
+from cosmos_transfer1.utils.torchrun_keys import TORCHRUN_KEYS
 
 # The checkpoints the transfer script can pick (upstream maps many more).
 MODEL_NAME_DICT = {
@@ -31,24 +32,6 @@ MODEL_NAME_DICT = {
     BASE_7B_CHECKPOINT_AV_SAMPLE_PATH: "CTRL_7Bv1pt3_t2v_121frames_control_input_hdmap_block3",
     EDGE2WORLD_CONTROLNET_7B_DISTILLED_CHECKPOINT_PATH: "CTRL_7Bv1pt3_lvg_fsdp_distilled_121frames_control_input_edge_block3",
 }
-
-TORCHRUN_KEYS = [
-    "RANK",
-    "LOCAL_RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "GROUP_RANK",
-    "ROLE_RANK",
-    "ROLE_NAME",
-    "OMP_NUM_THREADS",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "TORCHELASTIC_USE_AGENT_STORE",
-    "TORCHELASTIC_MAX_RESTARTS",
-    "TORCHELASTIC_RUN_ID",
-    "TORCH_NCCL_ASYNC_ERROR_HANDLING",
-    "TORCHELASTIC_ERROR_FILE",
-]
 
 _UNSET = object()
 

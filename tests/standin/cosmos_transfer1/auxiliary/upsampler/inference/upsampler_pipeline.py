@@ -9,25 +9,7 @@ import argparse
 from cosmos_transfer1 import _standin
 from cosmos_transfer1.auxiliary.upsampler.model.upsampler import PixtralPromptUpsampler
 from cosmos_transfer1.utils.misc import extract_video_frames
-
-# Upstream's list of torchrun variables the __main__ block deletes (each must be present).
-DIST_KEYS = [
-    "RANK",
-    "LOCAL_RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "GROUP_RANK",
-    "ROLE_RANK",
-    "ROLE_NAME",
-    "OMP_NUM_THREADS",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "TORCHELASTIC_USE_AGENT_STORE",
-    "TORCHELASTIC_MAX_RESTARTS",
-    "TORCHELASTIC_RUN_ID",
-    "TORCH_NCCL_ASYNC_ERROR_HANDLING",
-    "TORCHELASTIC_ERROR_FILE",
-]
+from cosmos_transfer1.utils.torchrun_keys import TORCHRUN_KEYS as DIST_KEYS  # each must be present
 
 
 def parse_args():
