@@ -16,8 +16,8 @@ Python's ``round``), so a count made here equals ``len(encode_chat_completion(..
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .errors import BudgetError, PolicySpecError
 
@@ -72,6 +72,10 @@ class Limits:
     def prompt_budget(self) -> int:
         """The longest prompt that still leaves the reserved answer length free."""
         return self.max_model_len - self.reserved_output_tokens
+
+
+UPSTREAM_LIMITS = Limits()
+"""Upstream's engine: ``max_model_len=4096``, ``SamplingParams(max_tokens=300)``, 2 images per prompt."""
 
 
 def model_image_size(size: Size, grid: ImageGrid) -> Size:
