@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from . import __version__
 from .budget import Limits, RequestCount
 from .errors import UpsampleFixError
+from .options import Options
 from .planner import Plan, PlannedFrames, plan_frames
 
 PROG = "cosmos-upsample-fix"
@@ -73,10 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _limits(args: argparse.Namespace) -> Limits:
-    return Limits(
-        max_model_len=args.max_model_len, reserved_output_tokens=args.reserve_output, max_images=args.max_images
+def _options(args: argparse.Namespace) -> Options:
+    """The command line's edge: the one place its flags become :class:`Options`."""
+    return Options.build(
+        policy=args.policy, select=args.select, frames=args.frames, max_model_len=args.max_model_len,
+        reserve_output=args.reserve_output, max_images=args.max_images, checkpoint_dir=args.checkpoint_dir,
     )
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return _options(args).limits()
 
 
 def _plan(args: argparse.Namespace, inputs: Sequence[str] | str) -> PlannedFrames:
@@ -84,15 +91,8 @@ def _plan(args: argparse.Namespace, inputs: Sequence[str] | str) -> PlannedFrame
     from .model import load_model
 
     source: str | list[str] = inputs if isinstance(inputs, str) else (inputs[0] if len(inputs) == 1 else list(inputs))
-    return plan_frames(
-        source,
-        args.prompt,
-        policy=args.policy,
-        frames=args.frames,
-        select=args.select,
-        limits=_limits(args),
-        model=load_model(args.checkpoint_dir),
-    )
+    options = _options(args)
+    return plan_frames(source, args.prompt, options, model=load_model(options.checkpoint_dir))
 
 
 def _describe(count: RequestCount) -> str:
@@ -186,16 +186,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _table(args: argparse.Namespace) -> int:
     from .model import load_model
-    from .policies import parse_policy, plan_sizes
+    from .options import parse_size
+    from .policies import plan_sizes
 
-    model, limits = load_model(args.checkpoint_dir), _limits(args)
-    policy = parse_policy(args.policy)
-    sizes = []
-    for text in args.sizes or TABLE_SIZES:
-        w, sep, h = text.lower().partition("x")
-        if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
-            raise UpsampleFixError(f"size {text!r} is not WxH with positive whole numbers")
-        sizes.append((int(w), int(h)))
+    options = _options(args)
+    model, limits, policy = load_model(options.checkpoint_dir), options.limits(), options.policy
+    sizes = [parse_size(text) for text in args.sizes or TABLE_SIZES]
     n, text_tokens = args.frames, model.text_tokens(args.prompt)
     rows = [
         f"| frames ({n} each) | tokens per frame | upstream request | fits {limits.prompt_budget}? "

@@ -18,7 +18,7 @@ import sys
 from typing import Sequence
 
 from .errors import UpsampleFixError
-from .runtime import ON_ERROR_ENV, POLICY_ENV, install
+from .runtime import install
 
 FLAG = "--upsampler_policy"
 USAGE = "usage: python -m cosmos_upsample_fix.launch (SCRIPT | -m MODULE) [--upsampler_policy SPEC] ARGS..."
@@ -57,10 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy, rest = split_args(args[2:] if as_module else args[1:])
         if not as_module and not os.path.isfile(target):
             raise UpsampleFixError(f"script not found: {target}")
-        install(
-            policy=policy or os.environ.get(POLICY_ENV) or "fit",
-            on_error=os.environ.get(ON_ERROR_ENV) or "raise",
-        )
+        install(policy=policy)  # the environment fills in what the flag leaves out
     except UpsampleFixError as exc:
         print(f"cosmos_upsample_fix.launch: error: {exc}", file=sys.stderr)
         return 2

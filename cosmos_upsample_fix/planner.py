@@ -20,7 +20,8 @@ from .errors import BudgetError, InputError
 from .frames import VideoInfo, read_frames
 from .images import resize, write_png
 from .model import UpsamplerModel, effective_prompt, load_model
-from .policies import Policy, parse_policy, plan_sizes
+from .options import Options, Policy
+from .policies import plan_sizes
 
 log = logging.getLogger(__name__)
 
@@ -157,22 +158,24 @@ def _original_sizes(info: VideoInfo, images: Sequence[np.ndarray]) -> tuple[list
 def plan_frames(
     source: Any,
     prompt: str | None = None,
+    options: Options | None = None,
     *,
-    policy: Policy | str | None = "fit",
-    frames: int = 2,
-    select: str = "first",
     limits: Limits | None = None,
     model: UpsamplerModel | None = None,
 ) -> PlannedFrames:
     """Read the selected frames of ``source`` and downsize them so the request fits.
 
     ``source`` is a video path, an image path, or a list of image paths (each one frame).
+    ``options`` says how (policy, selection, frame count); ``limits`` defaults to the
+    options' limits and ``model`` to the options' checkpoint folder (or the bundled tokenizer).
     Raises :class:`~cosmos_upsample_fix.errors.UpsampleFixError` subclasses on bad input or
     when nothing can fit; never sends or writes anything.
     """
-    limits = limits or Limits()
-    model = model or load_model()
-    policy = parse_policy(policy)
+    options = options or Options()
+    limits = limits or options.limits()
+    model = model or load_model(options.checkpoint_dir)
+    policy, select = options.policy, options.select
+    frames = UPSTREAM_FRAMES if options.frames is None else options.frames
     is_list = isinstance(source, (list, tuple))
     count = len(source) if is_list else frames
     if not isinstance(count, int) or count < 1:

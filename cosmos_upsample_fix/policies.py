@@ -23,93 +23,20 @@ plan is the largest ``σ`` among the finitely many breakpoints that fits.
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .budget import ImageGrid, Limits, Size, count_request, grid_tokens, min_image_tokens
-from .errors import BudgetError, PolicySpecError
+from .errors import BudgetError
+from .options import Fit, Fixed, Original, Policy, parse_policy
 
-POLICY_KINDS = ("fit", "max-side", "max-pixels", "scale", "fixed", "none")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A parsed policy string."""
-
-    kind: str
-    value: float | None = None
-    size: Size | None = None
-
-    @property
-    def spec(self) -> str:
-        """The canonical string form (parses back to an equal policy)."""
-        if self.kind in ("fit", "none"):
-            return self.kind
-        if self.kind == "fixed":
-            assert self.size is not None
-            return f"fixed:{self.size[0]}x{self.size[1]}"
-        value = self.value
-        text = str(int(value)) if value is not None and float(value).is_integer() and self.kind != "scale" else f"{value:g}"
-        return f"{self.kind}:{text}"
-
-    def __str__(self) -> str:
-        return self.spec
-
-
-_INT = re.compile(r"^[0-9]+$")
-_SIZE = re.compile(r"^([0-9]+)[xX×]([0-9]+)$")
-
-
-def parse_policy(spec: str | Policy | None) -> Policy:
-    """Parse ``fit``, ``none``, ``max-side:N``, ``max-pixels:N``, ``scale:F`` or ``fixed:WxH``."""
-    if isinstance(spec, Policy):
-        return spec
-    if spec is None:
-        return Policy("fit")
-    text = str(spec).strip().lower()
-    kind, _, arg = text.partition(":")
-    kind, arg = kind.strip(), arg.strip()
-    hint = "expected fit, none, max-side:N, max-pixels:N, scale:F or fixed:WxH"
-    if kind in ("fit", "none"):
-        if arg:
-            raise PolicySpecError(f"policy {spec!r} takes no argument ({hint})")
-        return Policy(kind)
-    if kind not in POLICY_KINDS:
-        raise PolicySpecError(f"unknown policy {spec!r} ({hint})")
-    if not arg:
-        raise PolicySpecError(f"policy {spec!r} needs an argument ({hint})")
-    if kind in ("max-side", "max-pixels"):
-        if not _INT.match(arg) or int(arg) <= 0:
-            raise PolicySpecError(f"policy {spec!r}: N must be a positive whole number of pixels")
-        return Policy(kind, value=int(arg))
-    if kind == "scale":
-        try:
-            factor = float(arg)
-        except ValueError:
-            raise PolicySpecError(f"policy {spec!r}: F must be a number in (0, 1]") from None
-        if not (0 < factor <= 1) or math.isnan(factor):
-            raise PolicySpecError(f"policy {spec!r}: F must be in (0, 1]; the plugin never upscales")
-        return Policy(kind, value=factor)
-    match = _SIZE.match(arg)
-    if not match or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
-        raise PolicySpecError(f"policy {spec!r}: expected fixed:WxH with positive whole numbers, e.g. fixed:640x352")
-    return Policy("fixed", size=(int(match.group(1)), int(match.group(2))))
+__all__ = ["Fit", "Fixed", "Original", "Policy", "parse_policy", "plan_sizes"]
 
 
 def _bound(policy: Policy, original: Size) -> Callable[[Size], bool]:
-    """The policy's upper bound as a test on a target size (always true for ``fit``)."""
-    w0, h0 = original
-    if policy.kind == "max-side":
-        limit = policy.value
-        return lambda s: max(s) <= limit
-    if policy.kind == "max-pixels":
-        limit = policy.value
-        return lambda s: s[0] * s[1] <= limit
-    if policy.kind == "scale":
-        f = policy.value
-        # a small tolerance so that scale:0.5 of 1280 admits exactly 640
-        return lambda s: s[0] <= f * w0 + 1e-9 and s[1] <= f * h0 + 1e-9
+    """The policy's upper bound as a test on a target size (always true for plain ``fit``)."""
+    if isinstance(policy, Fit):
+        return lambda s: policy.allows(s, original)
     return lambda s: True
 
 
@@ -176,8 +103,8 @@ def plan_sizes(
     budget = limits.prompt_budget
     how = f"max_model_len {limits.max_model_len} − {limits.reserved_output_tokens} reserved for the answer"
 
-    if policy.kind in ("none", "fixed"):
-        targets = sizes if policy.kind == "none" else [policy.size] * len(sizes)  # type: ignore[list-item]
+    if isinstance(policy, (Original, Fixed)):
+        targets = sizes if isinstance(policy, Original) else [policy.size] * len(sizes)
         need = count_request(targets, text_tokens, grid, limits).prompt_tokens
         if need > budget:
             shown = "x".join(map(str, targets[0]))

@@ -21,21 +21,21 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import logging
-import os
 import shutil
 import sys
 import tempfile
 import threading
 import types
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .budget import Limits
-from .errors import ModelConfigError, PolicySpecError, UpsampleFixError
+from .budget import UPSTREAM_LIMITS, Limits
+from .errors import ModelConfigError, UpsampleFixError
 from .hooks import UpsamplerCall, UpsamplerInput, run_hooks
 from .model import UpsamplerModel, load_model
-from .policies import parse_policy
+from .options import Options
 
 log = logging.getLogger(__name__)
 
@@ -43,41 +43,11 @@ TARGET_MODULE = "cosmos_transfer1.auxiliary.upsampler.model.upsampler"
 TARGET_CLASS = "PixtralPromptUpsampler"
 TARGET_METHOD = "_prompt_upsample_with_offload"
 COSMOS_LOG_MODULE = "cosmos_transfer1.utils.log"
-POLICY_ENV = "COSMOS_UPSAMPLER_POLICY"
-ON_ERROR_ENV = "COSMOS_UPSAMPLE_FIX_ON_ERROR"
-ON_ERROR_CHOICES = ("raise", "fallback")
-UPSTREAM_LIMITS = Limits(max_model_len=4096, reserved_output_tokens=300, max_images=2)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How the plugin plans each call. ``None`` limits mean: the engine's, else upstream's."""
-
-    policy: str = "fit"
-    select: str = "first"
-    frames: int = 2
-    on_error: str = "raise"
-    max_model_len: int | None = None
-    reserve_output: int | None = None
-    max_images: int | None = None
-    checkpoint_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        parse_policy(self.policy)  # fail early, with the package's own error
-        if self.on_error not in ON_ERROR_CHOICES:
-            raise PolicySpecError(f"on_error must be 'raise' or 'fallback', got {self.on_error!r}")
-        if self.select not in ("first", "uniform", "ends"):
-            raise PolicySpecError(f"select must be first, uniform or ends, got {self.select!r}")
-        if not isinstance(self.frames, int) or self.frames < 1:
-            raise PolicySpecError(f"frames must be a positive integer, got {self.frames!r}")
-
-
-def default_settings() -> Settings:
-    """Settings from the environment (``COSMOS_UPSAMPLER_POLICY``, ``COSMOS_UPSAMPLE_FIX_ON_ERROR``)."""
-    return Settings(
-        policy=os.environ.get(POLICY_ENV) or "fit",
-        on_error=os.environ.get(ON_ERROR_ENV) or "raise",
-    )
+def default_settings() -> Options:
+    """Options from the environment (``COSMOS_UPSAMPLER_POLICY``, ``COSMOS_UPSAMPLE_FIX_ON_ERROR``, …)."""
+    return Options.from_env()
 
 
 class _State:
@@ -85,7 +55,7 @@ class _State:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.settings: Settings | None = None
+        self.settings: Options | None = None
         self.finder: _PatchOnImport | None = None
         self.originals: dict[type, Callable[..., Any]] = {}
 
@@ -114,7 +84,7 @@ def _image_limit(engine: Any) -> Any:
     return (getattr(mm, "limit_per_prompt", None) or {}).get("image")
 
 
-def limits_for(upsampler: Any, settings: Settings) -> Limits:
+def limits_for(upsampler: Any, settings: Options) -> Limits:
     """The limits that apply to ``upsampler`` now: the loaded engine's, else settings', else upstream's."""
     engine = getattr(upsampler, "upsampler_model", None)
     sampling = getattr(upsampler, "sampling_params", None)
@@ -132,7 +102,7 @@ def limits_for(upsampler: Any, settings: Settings) -> Limits:
     )
 
 
-def model_for(upsampler: Any, settings: Settings) -> UpsamplerModel:
+def model_for(upsampler: Any, settings: Options) -> UpsamplerModel:
     """The tokenizer in the upsampler's checkpoint folder (embedded default if it has none)."""
     folder = settings.checkpoint_dir or getattr(upsampler, "checkpoint_dir", None)
     if folder is None:
@@ -151,22 +121,16 @@ def budget_fit_preprocessor(call: UpsamplerCall) -> list[str]:
     """Plan and write the frames that fit the upsampler's context; returns their paths."""
     from .planner import plan_frames
 
-    settings: Settings = call.settings or default_settings()
+    settings: Options = call.settings or default_settings()
     limits = limits_for(call.upsampler, settings)
     # Never send more images than the engine takes (e.g. an engine built with an image limit
     # of 1 gets one frame, where upstream's two would be refused by vLLM).
-    frames = min(settings.frames, limits.max_images)
+    frames = min(settings.frames or 2, limits.max_images)
     source = call.video
     if isinstance(source, (list, tuple)) and len(source) > limits.max_images:
         source = list(source)[: limits.max_images]
     planned = plan_frames(
-        source,
-        call.prompt,
-        policy=settings.policy,
-        frames=frames,
-        select=settings.select,
-        limits=limits,
-        model=model_for(call.upsampler, settings),
+        source, call.prompt, replace(settings, frames=frames), limits=limits, model=model_for(call.upsampler, settings)
     )
     paths = [str(p) for p in planned.write(call.workdir)]
     call.notes["plan"] = planned.plan
@@ -198,9 +162,7 @@ def run_upsampler(upsampler: Any, prompt: str, video_path: UpsamplerInput, *, po
     :class:`UpsampleFixError` before upstream's method runs (so before an offloaded model
     is loaded); with ``"fallback"`` it logs a warning and upstream gets the original input.
     """
-    settings = current_settings()
-    if policy:
-        settings = replace(settings, policy=policy)
+    settings = current_settings().with_flags(policy=policy)
     _bridge_logging()
     workdir = Path(tempfile.mkdtemp(prefix="cosmos-upsample-fix-"))
     try:
@@ -229,7 +191,7 @@ def run_upsampler(upsampler: Any, prompt: str, video_path: UpsamplerInput, *, po
 # ---------------------------------------------------------------- install / uninstall
 
 
-def current_settings() -> Settings:
+def current_settings() -> Options:
     """The installed settings, or the defaults from the environment."""
     with _state.lock:
         return _state.settings or default_settings()
@@ -294,11 +256,11 @@ class _PatchingLoader(importlib.abc.Loader):
 
 
 def install(
-    policy: str = "fit",
+    policy: str | None = None,
     *,
-    select: str = "first",
-    frames: int = 2,
-    on_error: str = "raise",
+    select: str | None = None,
+    frames: int | None = None,
+    on_error: str | None = None,
     max_model_len: int | None = None,
     reserve_output: int | None = None,
     max_images: int | None = None,
@@ -309,7 +271,7 @@ def install(
     Works before or after ``cosmos_transfer1`` is imported. A second call replaces the
     settings. The limits given here apply only while the model is not loaded (offload).
     """
-    settings = Settings(
+    settings = Options.from_env(
         policy=policy, select=select, frames=frames, on_error=on_error, max_model_len=max_model_len,
         reserve_output=reserve_output, max_images=max_images, checkpoint_dir=checkpoint_dir,
     )
