@@ -1,0 +1,423 @@
+"""Endpoint mode against a stand-in ``vllm serve`` on 127.0.0.1 (tests/openai_server.py).
+
+Real HTTP, real clips, real mistral_common counting on the server side. Timeouts, retries
+and backoff are made small through parameters, never waited out.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+from clips import make_clip, make_image
+from openai_server import MODEL_ID, StandInServer, vllm_request_model
+
+from cosmos_upsample_fix.budget import Limits
+from cosmos_upsample_fix.endpoint import (
+    EndpointClient,
+    EndpointError,
+    client_for,
+    frame_data_url,
+    upsample_remote,
+)
+from cosmos_upsample_fix.endpoint_http import (
+    MAX_RETRY_AFTER,
+    HttpTransport,
+    normalize_base_url,
+    retry_after_seconds,
+    server_message,
+)
+from cosmos_upsample_fix.errors import BudgetError, UpsampleFixError
+from cosmos_upsample_fix.model import EMPTY_PROMPT
+from cosmos_upsample_fix.options import API_KEY_ENV, Options, Original
+
+SHARED_VIDEOS = Path("/work/shared/videos")
+SHARED_CLIPS = sorted(SHARED_VIDEOS.glob("*.mp4")) if SHARED_VIDEOS.is_dir() else []
+PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
+FAST = {"connect_timeout": 1.0, "read_timeout": 10.0, "attempts": 3, "backoff": 0.01, "deadline": 5.0}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with StandInServer() as running:
+        yield running
+
+
+@pytest.fixture()
+def fresh():
+    """A server of its own, for tests that change its behaviour."""
+    with StandInServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def clip_720(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "c1280x704.mp4", 1280, 704, frames=3)
+
+
+@pytest.fixture(scope="module")
+def clip_small(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "c320x240.mp4", 320, 240, frames=3)
+
+
+@pytest.fixture(autouse=True)
+def _no_key(monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+
+
+def expected_answer(text: str, sizes, tokens: int) -> str:
+    shown = ", ".join(f"{w}x{h}" for w, h in sizes)
+    return f"{text} Seen in {len(sizes)} frame(s) of {shown}; {tokens} prompt tokens."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_upstream_request(seen, planned, prompt: str, max_tokens: int = 300) -> None:
+    """The body is upstream's message and sampling, and the server counted what we planned."""
+    body = seen.body
+    assert body["model"] == MODEL_ID
+    assert body["temperature"] == 0.6 and body["max_tokens"] == max_tokens
+    assert len(body["messages"]) == 1 and body["messages"][0]["role"] == "user"
+    n = len(planned.images)
+    assert seen.content_types == ["image_url"] * n + ["text"]
+    content = body["messages"][0]["content"]
+    assert all(item["image_url"]["url"].startswith("data:image/jpeg;base64,") for item in content[:n])
+    assert seen.image_formats == ["PNG"] * n
+    assert content[-1]["text"] == prompt
+    assert [tuple(s) for s in seen.image_sizes] == list(planned.plan.planned.frame_sizes)
+    assert seen.prompt_tokens == planned.plan.planned.prompt_tokens
+    assert seen.vllm_validated is (vllm_request_model() is not None)
+
+
+# ---------------------------------------------------------------- the request
+
+
+@pytest.mark.skipif(not SHARED_CLIPS, reason="no shared sample clips")
+@pytest.mark.parametrize("clip", SHARED_CLIPS, ids=lambda p: p.name)
+def test_every_shared_clip_fits_and_is_sent_as_upstream_does(server, clip):
+    before = len(server.chats())
+    answer, planned = upsample_remote(clip, PROMPT, Options(endpoint=server.url))
+    chats = server.chats()
+    assert len(chats) == before + 1
+    seen = chats[-1]
+    assert seen.status == 200
+    check_upstream_request(seen, planned, PROMPT)
+    assert seen.prompt_tokens <= 4096 - 300
+    assert planned.plan.limits == Limits(4096, 300, 2)
+    assert answer == expected_answer(PROMPT, seen.image_sizes, seen.prompt_tokens)
+
+
+def test_a_larger_server_context_sends_720p_frames_at_full_size(clip_720):
+    with StandInServer(max_model_len=8192) as big:
+        answer, planned = upsample_remote(clip_720, PROMPT, Options(endpoint=big.url))
+        seen = big.chats()[-1]
+    assert planned.plan.limits.max_model_len == 8192
+    assert planned.plan.planned.frame_sizes == ((1280, 704), (1280, 704))
+    assert seen.prompt_tokens == 4699
+    check_upstream_request(seen, planned, PROMPT)
+    assert answer.endswith("4699 prompt tokens.")
+
+
+def test_the_same_clip_is_downsized_for_upstreams_context(server, clip_720):
+    _, planned = upsample_remote(clip_720, PROMPT, Options(endpoint=server.url))
+    assert planned.plan.planned.frame_sizes == ((928, 512), (928, 512))
+    assert server.chats()[-1].prompt_tokens == 3795
+
+
+def test_empty_prompt_sends_upstreams_default_text(server, clip_small):
+    answer, planned = upsample_remote(clip_small, "", Options(endpoint=server.url))
+    check_upstream_request(server.chats()[-1], planned, EMPTY_PROMPT)
+    assert answer.startswith(EMPTY_PROMPT)
+
+
+def test_settings_set_answer_length_and_image_count(server, clip_small):
+    options = Options(endpoint=server.url, reserve_output=120, max_images=1, frames=1)
+    _, planned = upsample_remote(clip_small, PROMPT, options)
+    check_upstream_request(server.chats()[-1], planned, PROMPT, max_tokens=120)
+    assert planned.plan.limits == Limits(4096, 120, 1)
+
+
+def test_a_still_image_list_is_sent_in_order(server, tmp_path):
+    first = make_image(tmp_path / "a.png", 400, 300)
+    second = make_image(tmp_path / "b.jpg", 200, 100)
+    _, planned = upsample_remote([first, second], PROMPT, Options(endpoint=server.url))
+    assert server.chats()[-1].image_sizes == [(400, 300), (200, 100)]
+    check_upstream_request(server.chats()[-1], planned, PROMPT)
+
+
+def test_a_policy_that_cannot_fit_is_refused_before_sending(server, clip_720):
+    before = len(server.chats())
+    with pytest.raises(BudgetError):
+        upsample_remote(clip_720, PROMPT, Options(endpoint=server.url, policy=Original()))
+    assert len(server.chats()) == before
+
+
+def test_temporary_frames_are_removed_also_on_failure(fresh, clip_small, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    client = EndpointClient(fresh.url, **FAST)
+    upsample_remote(clip_small, PROMPT, Options(endpoint=fresh.url), client=client)
+    assert list(tmp_path.iterdir()) == []
+    fresh.max_model_len = 600  # the plan (made from the card read before) no longer fits: 400
+    with pytest.raises(EndpointError, match="maximum context length is 600 tokens"):
+        upsample_remote(clip_small, PROMPT, Options(endpoint=fresh.url), client=client)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frame_data_url_holds_the_files_bytes_labelled_as_upstream(tmp_path):
+    path = make_image(tmp_path / "f.png", 32, 16)
+    url = frame_data_url(path)
+    assert url.startswith("data:image/jpeg;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == path.read_bytes()
+
+
+# ---------------------------------------------------------------- limits
+
+
+def test_limits_come_from_the_server_card(fresh):
+    client = EndpointClient(fresh.url, **FAST)
+    assert client.model_name() == MODEL_ID and client.max_model_len() == 4096
+    assert client.limits(Options()) == Limits(4096, 300, 2)
+    assert client.limits(Options(max_model_len=2048, reserve_output=100, max_images=1)) == Limits(2048, 100, 1)
+    assert client.limits(Options(max_model_len=9000)).max_model_len == 4096  # the server's is the ceiling
+    gets = [s for s in fresh.seen if s.path == "/v1/models"]
+    assert len(gets) == 1  # the card is fetched once
+
+
+def test_a_server_without_max_model_len_is_planned_for_the_settings(caplog):
+    with StandInServer(report_max_model_len=False) as bare:
+        client = EndpointClient(bare.url, **FAST)
+        with pytest.raises(EndpointError, match="does not report max_model_len"):
+            client.max_model_len()
+        with caplog.at_level(logging.WARNING):
+            assert client.limits(Options(max_model_len=3000)).max_model_len == 3000
+            assert client.limits(Options()).max_model_len == 4096
+    assert "does not report max_model_len" in caplog.text
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_503_twice_is_retried_and_succeeds(fresh, clip_small, caplog):
+    client = EndpointClient(fresh.url, **FAST)
+    client.model_card()
+    fresh.fail(503, times=2)
+    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix"):
+        answer, _ = upsample_remote(clip_small, PROMPT, Options(endpoint=fresh.url), client=client)
+    assert [s.status for s in fresh.chats()] == [503, 503, 200]
+    assert answer.startswith(PROMPT)
+    assert caplog.text.count("retrying") == 2
+
+
+def test_retries_are_bounded_and_the_last_status_is_reported(fresh):
+    fresh.fail(502, times=10, message="upstream worker crashed")
+    client = EndpointClient(fresh.url, **FAST)
+    with pytest.raises(EndpointError) as caught:
+        client.model_name()
+    message = str(caught.value)
+    assert "\n" not in message and f"{fresh.url}/models" in message
+    assert "HTTP 502: upstream worker crashed" in message and "3 attempts" in message
+    assert len(fresh.seen) == 3
+
+
+def test_retry_after_is_honoured_and_capped(fresh):
+    waits: list[float] = []
+    transport = HttpTransport(fresh.url, attempts=3, backoff=5.0, deadline=100.0, sleep=waits.append)
+    fresh.fail(429, retry_after="0.25")
+    fresh.fail(503, retry_after="3600")
+    assert transport.request("GET", "/models")["data"][0]["id"] == MODEL_ID
+    assert waits == [0.25, MAX_RETRY_AFTER]
+
+
+def test_a_retry_that_would_pass_the_deadline_is_not_started(fresh):
+    waits: list[float] = []
+    transport = HttpTransport(fresh.url, attempts=5, backoff=0.01, deadline=1.0, sleep=waits.append)
+    fresh.fail(429, retry_after="30")
+    with pytest.raises(EndpointError, match="HTTP 429"):
+        transport.request("GET", "/models")
+    assert waits == [] and len(fresh.seen) == 1
+
+
+def test_no_server_listening_is_one_line_naming_the_url():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(EndpointError) as caught:
+        EndpointClient(url, **FAST).model_name()
+    message = str(caught.value)
+    assert isinstance(caught.value, UpsampleFixError)
+    assert "\n" not in message and f"{url}/models" in message
+    assert "connection refused" in message and "3 attempts" in message
+
+
+def test_an_unresolvable_host_is_reported():
+    with pytest.raises(EndpointError, match="cannot connect"):
+        EndpointClient("http://no-such-host.invalid:8000/v1", **FAST).model_name()
+
+
+def test_a_slow_answer_hits_the_read_timeout_without_retrying(fresh):
+    fresh.delay = 0.5
+    client = EndpointClient(fresh.url, **{**FAST, "read_timeout": 0.1})
+    with pytest.raises(EndpointError, match=r"did not answer within 0.1 s"):
+        client.model_name()
+    assert len(fresh.seen) == 1
+
+
+def test_vllms_context_refusal_is_surfaced(server, tmp_path):
+    frames = [make_image(tmp_path / f"f{i}.png", 1280, 704, i) for i in range(2)]
+    before = len(server.chats())
+    with pytest.raises(EndpointError) as caught:
+        EndpointClient(server.url, **FAST).chat(frames, PROMPT)
+    message = str(caught.value)
+    assert "(HTTP 400)" in message and "\n" not in message
+    assert (
+        "This model's maximum context length is 4096 tokens. However, you requested 4999 tokens "
+        "(4699 in the messages, 300 in the completion). Please reduce the length of the messages or completion."
+    ) in message
+    assert len(server.chats()) == before + 1  # a 4xx is not retried
+
+
+def test_too_many_images_and_unknown_model_are_surfaced(server, tmp_path):
+    frames = [make_image(tmp_path / f"f{i}.png", 64, 64, i) for i in range(3)]
+    client = EndpointClient(server.url, **FAST)
+    with pytest.raises(EndpointError, match=r"At most 2 image\(s\) may be provided in one request"):
+        client.chat(frames, PROMPT)
+    client.model_card()["id"] = "another-model"
+    with pytest.raises(EndpointError, match=r"HTTP 404\): The model `another-model` does not exist"):
+        client.chat(frames[:1], PROMPT)
+
+
+# ---------------------------------------------------------------- API key
+
+
+def test_api_key_is_sent_as_bearer_and_never_logged(monkeypatch, caplog, clip_small):
+    key = "sk-upsampler-7f3c9e1d"
+    monkeypatch.setenv(API_KEY_ENV, key)
+    with StandInServer(api_key=key) as guarded, caplog.at_level(logging.DEBUG):
+        client = EndpointClient(guarded.url, **FAST)
+        guarded.fail(503, times=1, message=f"echoing {key}")
+        answer, _ = upsample_remote(clip_small, PROMPT, Options(endpoint=guarded.url), client=client)
+        guarded.fail(503, times=5, message=f"echoing {key}")
+        with pytest.raises(EndpointError) as caught:
+            client.chat([], PROMPT)
+        assert {s.authorization for s in guarded.seen} == {f"Bearer {key}"}
+    assert answer.startswith(PROMPT)
+    texts = [str(caught.value), repr(client), caplog.text] + [str(r.args) for r in caplog.records]
+    assert "echoing ***" in str(caught.value)
+    assert not [t for t in texts if key in t]
+
+
+def test_a_missing_key_gets_the_servers_401_with_a_hint():
+    with StandInServer(api_key="right-key") as guarded:
+        with pytest.raises(EndpointError) as caught:
+            EndpointClient(guarded.url, **FAST).model_name()
+        assert len(guarded.seen) == 1
+    message = str(caught.value)
+    assert "(HTTP 401): Unauthorized" in message and API_KEY_ENV in message
+
+
+# ---------------------------------------------------------------- sharing
+
+
+def test_concurrent_calls_share_one_client(server, tmp_path):
+    clips = [make_clip(tmp_path / f"c{i}.mp4", 160 + 32 * i, 120, frames=2) for i in range(6)]
+    client = client_for(server.url)
+    results: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            answer, _ = upsample_remote(clips[i], f"prompt number {i}.", Options(endpoint=server.url))
+            results[i] = answer
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(clips))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for i, answer in results.items():
+        assert answer.startswith(f"prompt number {i}. Seen in 2 frame(s) of {160 + 32 * i}x120")
+    assert client_for(server.url + "/") is client
+
+
+def test_client_for_is_per_url_and_key(monkeypatch):
+    a = client_for("http://127.0.0.1:1/v1")
+    assert client_for("http://127.0.0.1:1/v1/") is a
+    monkeypatch.setenv(API_KEY_ENV, "k1")
+    assert client_for("http://127.0.0.1:1/v1") is not a
+    assert "k1" not in repr(client_for("http://127.0.0.1:1/v1"))
+
+
+def test_upsample_remote_needs_an_endpoint(clip_small):
+    with pytest.raises(EndpointError, match="no upsampler endpoint"):
+        upsample_remote(clip_small, PROMPT, Options())
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+@pytest.mark.parametrize(
+    ("given", "base"),
+    [
+        ("http://host:8000/v1", "http://host:8000/v1"),
+        ("http://host:8000/v1/", "http://host:8000/v1"),
+        (" https://host/v1 ", "https://host/v1"),
+        ("http://host:8000", "http://host:8000/v1"),
+        ("http://host:8000/v1/chat/completions", "http://host:8000/v1"),
+        ("http://host:8000/v1/models/", "http://host:8000/v1"),
+        ("http://host:8000/proxy/v1", "http://host:8000/proxy/v1"),
+    ],
+)
+def test_base_url_forms(given, base):
+    assert normalize_base_url(given) == base
+
+
+@pytest.mark.parametrize("bad", ["host:8000/v1", "ftp://host/v1", "http://", "http://host:99999/v1"])
+def test_bad_urls_are_refused(bad):
+    with pytest.raises(EndpointError):
+        normalize_base_url(bad)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"object": "error", "message": "bad  request\\n here", "type": "BadRequestError", "code": 400}',
+         "bad request here"),
+        (b'{"error": {"message": "Incorrect API key", "type": "invalid_request_error"}}', "Incorrect API key"),
+        (b'{"error": "Unauthorized"}', "Unauthorized"),
+        (b'{"detail": "Not Found"}', "Not Found"),
+        (b"<html>Bad Gateway</html>", "<html>Bad Gateway</html>"),
+        (b"", "(empty body)"),
+    ],
+)
+def test_server_message_shapes(body, message):
+    assert server_message(body) == message
+
+
+def test_server_message_is_bounded():
+    assert len(server_message(b"x" * 5000)) == 400
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("3", 3.0), ("0.5", 0.5), ("-2", 0.0), (None, None), ("soon", None)])
+def test_retry_after_values(value, seconds):
+    assert retry_after_seconds(value) == seconds
+
+
+def test_retry_after_as_an_http_date():
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert 50 < retry_after_seconds(_http_date_in(60)) <= 60
+
+
+def _http_date_in(seconds: float) -> str:
+    import email.utils
+    import time
+
+    return email.utils.formatdate(time.time() + seconds, usegmt=True)
