@@ -13,6 +13,7 @@ from clips import frame_marker, make_clip, make_image
 from cosmos_upsample_fix.budget import Limits
 from cosmos_upsample_fix.errors import BudgetError, InputError, UpsampleFixError
 from cosmos_upsample_fix.model import load_model
+from cosmos_upsample_fix.options import Options
 from cosmos_upsample_fix.planner import plan_frames
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
@@ -54,7 +55,7 @@ def test_fitting_clip_gives_exactly_upstreams_request(tmp_path):
 @pytest.mark.parametrize("select, expected", [("first", [0, 1]), ("uniform", [0, 9]), ("ends", [0, 9])])
 def test_selection_reaches_the_planned_frames(tmp_path, select, expected):
     clip = make_clip(tmp_path / "c.mp4", 320, 240, frames=10)
-    planned = plan_frames(clip, PROMPT, select=select)
+    planned = plan_frames(clip, PROMPT, Options.build(select=select))
     assert list(planned.plan.frame_indices) == expected
     assert [frame_marker(im) for im in planned.images] == expected
 
@@ -64,10 +65,10 @@ def test_engine_limits_are_honoured(clip_1280):
     assert small.plan.planned.prompt_tokens <= 2048 - 300
     big = plan_frames(clip_1280, PROMPT, limits=Limits(max_model_len=8192))
     assert big.plan.planned.frame_sizes[0] == (1280, 704)  # fits as is: passed through
-    one = plan_frames(clip_1280, PROMPT, frames=1)
+    one = plan_frames(clip_1280, PROMPT, Options.build(frames=1))
     assert len(one.plan.planned.frame_sizes) == 1 and one.plan.fits
     with pytest.raises(BudgetError, match="allows 2 images"):
-        plan_frames(clip_1280, PROMPT, frames=3)
+        plan_frames(clip_1280, PROMPT, Options.build(frames=3))
 
 
 def test_image_list_and_single_image(tmp_path):
@@ -79,15 +80,15 @@ def test_image_list_and_single_image(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     assert _sent_tokens(planned.write(out)) == planned.plan.planned.prompt_tokens
-    single = plan_frames(str(a), PROMPT, frames=1)
+    single = plan_frames(str(a), PROMPT, Options.build(frames=1))
     assert single.plan.kind == "image" and single.plan.planned.frame_sizes == ((1920, 1080),)
 
 
 def test_policies_reach_the_frames(clip_1280):
-    assert plan_frames(clip_1280, PROMPT, policy="max-side:640").images[0].shape == (352, 640, 3)
-    assert plan_frames(clip_1280, PROMPT, policy="fixed:320x180").images[0].shape == (180, 320, 3)
+    assert plan_frames(clip_1280, PROMPT, Options.build(policy="max-side:640")).images[0].shape == (352, 640, 3)
+    assert plan_frames(clip_1280, PROMPT, Options.build(policy="fixed:320x180")).images[0].shape == (180, 320, 3)
     with pytest.raises(BudgetError, match="4699"):
-        plan_frames(clip_1280, PROMPT, policy="none")
+        plan_frames(clip_1280, PROMPT, Options.build(policy="none"))
 
 
 def test_prompt_too_long_names_the_text_tokens(clip_1280):
@@ -108,7 +109,7 @@ def test_write_never_overwrites(clip_1280, tmp_path):
 
 def test_input_is_never_modified(clip_1280):
     before = (hashlib.sha256(clip_1280.read_bytes()).hexdigest(), os.stat(clip_1280).st_mtime_ns)
-    plan_frames(clip_1280, PROMPT, select="uniform")
+    plan_frames(clip_1280, PROMPT, Options.build(select="uniform"))
     assert (hashlib.sha256(clip_1280.read_bytes()).hexdigest(), os.stat(clip_1280).st_mtime_ns) == before
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from cosmos_upsample_fix.budget import ImageGrid, Limits, count_request, model_pixels
 from cosmos_upsample_fix.errors import BudgetError, PolicySpecError
-from cosmos_upsample_fix.policies import Policy, parse_policy, plan_sizes
+from cosmos_upsample_fix.policies import Fit, Fixed, Original, parse_policy, plan_sizes
 
 GRID = ImageGrid(16, 1024)
 TEXT = 19  # BOS, [INST], the one-line prompt, [/INST]
@@ -28,16 +28,16 @@ def within_one_patch(target, original, unit) -> bool:
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("fit", Policy("fit")),
-        (" FIT ", Policy("fit")),
-        (None, Policy("fit")),
-        ("none", Policy("none")),
-        ("max-side:640", Policy("max-side", value=640)),
-        ("max-pixels:300000", Policy("max-pixels", value=300000)),
-        ("scale:0.5", Policy("scale", value=0.5)),
-        ("scale:1", Policy("scale", value=1.0)),
-        ("fixed:640x352", Policy("fixed", size=(640, 352))),
-        ("fixed:640X352", Policy("fixed", size=(640, 352))),
+        ("fit", Fit()),
+        (" FIT ", Fit()),
+        (None, Fit()),
+        ("none", Original()),
+        ("max-side:640", Fit(max_side=640)),
+        ("max-pixels:300000", Fit(max_pixels=300000)),
+        ("scale:0.5", Fit(scale=0.5)),
+        ("scale:1", Fit(scale=1.0)),
+        ("fixed:640x352", Fixed(640, 352)),
+        ("fixed:640X352", Fixed(640, 352)),
     ],
 )
 def test_parse_policy(text, expected):

@@ -202,12 +202,12 @@ def _bounded_policies(frames, k, limits, spec):
     assert count_request(planned, text, GRID, limits).fits
     for (tw, th), (w, h) in zip(planned, frames):
         assert tw <= w and th <= h
-        if policy.kind == "max-side":
-            assert max(tw, th) <= policy.value
-        elif policy.kind == "max-pixels":
-            assert tw * th <= policy.value
+        if policy.max_side is not None:
+            assert max(tw, th) <= policy.max_side
+        elif policy.max_pixels is not None:
+            assert tw * th <= policy.max_pixels
         else:
-            assert tw <= policy.value * w + 1e-9 and th <= policy.value * h + 1e-9
+            assert tw <= policy.scale * w + 1e-9 and th <= policy.scale * h + 1e-9
         assert within_one_patch((tw, th), (w, h))
 
 
