@@ -139,7 +139,7 @@ def test_select_indices_policy_errors(total: int, count: int, select: str) -> No
 
 @pytest.mark.parametrize("select", SELECTIONS)
 def test_select_indices_too_few_frames(select: str) -> None:
-    with pytest.raises(InputError, match="1 frames; 2 asked"):
+    with pytest.raises(InputError, match="has 1 frame; 2 asked"):
         select_indices(1, 2, select)
 
 
@@ -182,7 +182,10 @@ def test_selection_gets_the_right_frames(clip: Path, select: str, count: int) ->
 def test_probe_clip(clip: Path) -> None:
     name, kwargs = next((n, kw) for n, kw in CLIPS.values() if n == clip.name)
     info = probe(clip)
-    assert info == VideoInfo(str(clip), kwargs["width"], kwargs["height"], kwargs["frames"], "video")
+    size = (kwargs["width"], kwargs["height"])
+    assert info == VideoInfo(str(clip), *size, kwargs["frames"], "video", size)
+    read_info, _ = read_frames(clip, count=1)
+    assert read_info == info
 
 
 def test_clip_really_has_bframes_and_long_gop(h264: Path) -> None:
@@ -225,12 +228,12 @@ def test_uniform_every_frame_through_seeking(clip: Path) -> None:
 def test_sequential_fallback_when_seeking_fails(
     h264: Path, monkeypatch: pytest.MonkeyPatch, select: str
 ) -> None:
-    import cosmos_upsample_fix.frames as frames_module
+    from cosmos_upsample_fix.frames import video
 
     def refuse(*args: object, **kwargs: object) -> None:
-        raise frames_module._SeekFailed("refused for the test")
+        raise video.SeekFailed("refused for the test")
 
-    monkeypatch.setattr(frames_module, "_read_seeking", refuse)
+    monkeypatch.setattr(video, "read_seeking", refuse)
     _, frames = read_frames(h264, count=4 if select == "uniform" else 2, select=select)
     assert [f.index for f in frames] == markers(frames) == select_indices(90, len(frames), select)
 
@@ -272,7 +275,7 @@ def test_rotation_metadata(clipdir: Path, rotation: int) -> None:
         assert next(container.decode(video=0)).rotation % 360 == -rotation % 360  # PyAV: counter-clockwise
     turned = rotation in (90, 270)
     width, height = (96, 160) if turned else (160, 96)
-    assert probe(path) == VideoInfo(str(path), width, height, 6, "video")
+    assert probe(path) == VideoInfo(str(path), width, height, 6, "video", (160, 96))
     for select in SELECTIONS:
         info, frames = read_frames(path, count=2, select=select)
         assert (info.width, info.height) == (width, height)
@@ -309,7 +312,7 @@ def test_1280x720_rotated_90_is_720x1280(clipdir: Path) -> None:
 def test_single_image(clipdir: Path, suffix: str) -> None:
     path = make_image(clipdir / f"still{suffix}", 200, 100, index=37)
     info, frames = read_frames(path, count=1)
-    assert info == VideoInfo(str(path), 200, 100, 1, "image")
+    assert info == VideoInfo(str(path), 200, 100, 1, "image", (200, 100))
     assert probe(path) == info
     assert [f.index for f in frames] == [0]
     assert markers(frames) == [37]
@@ -338,8 +341,8 @@ def test_image_exif_orientation_is_applied(clipdir: Path) -> None:
     exif[0x0112] = 6  # display rotated 90 degrees clockwise
     img.save(path, exif=exif, quality=95)
     info, frames = read_frames(path, count=1)
-    assert (info.width, info.height) == (80, 120)
-    assert (probe(path).width, probe(path).height) == (80, 120)
+    assert (info.width, info.height) == (80, 120) and info.stored_size == (120, 80)
+    assert probe(path) == info
     assert frame_marker(np.rot90(frames[0].image, 1)) == 5
 
 
@@ -358,7 +361,7 @@ def test_image_list_of_different_sizes(clipdir: Path) -> None:
         str(make_image(clipdir / "list2.png", 64, 64, index=1)),
     ]
     info, frames = read_frames(paths, count=99, select="ends")  # count/select do not apply
-    assert info == VideoInfo(str(paths[0]), 160, 120, 3, "images")
+    assert info == VideoInfo(str(paths[0]), 160, 120, 3, "images", (160, 120))
     assert probe(paths) == info
     assert probe(tuple(paths)) == info
     assert [f.index for f in frames] == [0, 1, 2]
@@ -547,7 +550,7 @@ def test_shared_clip(name: str) -> None:
     if not path.exists():
         pytest.skip(f"{path} is absent")
     width, height, total = SHARED_TABLE[name]
-    assert probe(path) == VideoInfo(str(path), width, height, total, "video")
+    assert probe(path) == VideoInfo(str(path), width, height, total, "video", (width, height))
     for select, count in [("first", 2), ("uniform", 2), ("uniform", 5), ("ends", 2)]:
         info, frames = read_frames(path, count=count, select=select)
         assert (info.width, info.height, info.frame_count, info.kind) == (width, height, total, "video")

@@ -1,0 +1,189 @@
+"""PyAV access: open a file, find its video stream, demux packets, decode frames.
+
+Every call into PyAV that can fail on a bad file is wrapped here, narrowly, and turned
+into an :class:`~cosmos_upsample_fix.errors.InputError` (or recorded, where decoding goes
+on past a bad packet as ffmpeg does); errors from the package's own code pass through.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+from packaging.version import Version
+
+from ..errors import InputError
+from .files import reason
+
+logger = logging.getLogger(__name__)
+
+# What PyAV raises for input it cannot read (FFmpegError; some checks raise ValueError,
+# e.g. undecodable metadata, or RuntimeError/EOFError/MemoryError from the bindings).
+AV_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError, RuntimeError, MemoryError)
+
+# Disposition flag of cover-art "video" streams in audio files (av >= 13 has the enum).
+_ATTACHED_PIC = int(getattr(getattr(getattr(av, "stream", None), "Disposition", None), "attached_pic", 0) or 0)
+
+# PyAV up to 18 decodes metadata strictly unless told otherwise; 19 dropped the option.
+_STRICT_METADATA = Version(av.__version__) < Version("19")
+
+Container = av.container.InputContainer
+Stream = av.video.stream.VideoStream
+
+
+def open_av(path: str) -> Container:
+    """Open ``path`` read-only with PyAV, as InputError when FFmpeg cannot."""
+    try:
+        if _STRICT_METADATA:
+            return av.open(path, mode="r", metadata_errors="replace")
+        return av.open(path, mode="r")
+    except AV_ERRORS as exc:
+        logger.debug("PyAV cannot open %s", path, exc_info=True)
+        raise InputError(f"{path} is not a readable video or image, or is corrupt ({reason(exc)})") from None
+
+
+def video_stream(container: Container, path: str, threads: str = "AUTO") -> Stream:
+    """The container's first real video stream (cover art is not video) that FFmpeg can decode."""
+    undecodable = 0
+    for stream in container.streams.video:
+        if _ATTACHED_PIC and stream.disposition & _ATTACHED_PIC:
+            continue
+        if stream.codec_context is None:  # FFmpeg has no decoder for it (unknown or corrupt codec id)
+            undecodable += 1
+            continue
+        stream.thread_type = threads
+        return stream
+    if undecodable:
+        raise InputError(
+            f"{path} has no decodable video frames (its video stream's codec is unknown to FFmpeg: "
+            "corrupt, or a format this build cannot decode)"
+        )
+    raise InputError(f"{path} has no decodable video frames (no video stream; audio-only or not a video?)")
+
+
+def is_image_demuxer(container: Container) -> bool:
+    """True when FFmpeg opened the file with a still-image demuxer (image2, png_pipe, ...)."""
+    name = container.format.name or ""
+    return name in ("image2", "image2pipe") or name.endswith("_pipe")
+
+
+def header_frame_count(stream: Stream) -> int | None:
+    """Frame count from the container's own complete index (mp4/mov), without reading packets."""
+    try:
+        declared = stream.frames
+        entries = list(stream.index_entries) if declared else []
+        if not declared or len(entries) != declared:
+            return None
+        return sum(1 for e in entries if e.size > 0 and not e.is_discard)
+    except (AttributeError, *AV_ERRORS):  # older PyAV: no index_entries
+        return None
+
+
+def carries_frame(packet: av.Packet) -> bool:
+    """False for the flush packet at EOF and for frames the demuxer says to drop."""
+    return bool(packet.size) and not getattr(packet, "is_discard", False)
+
+
+@dataclass
+class Packets:
+    """Demuxed packet timing in decode order (only packets that carry a frame)."""
+
+    pts: list[int | None] = field(default_factory=list)
+    dts: list[int | None] = field(default_factory=list)
+    key: list[bool] = field(default_factory=list)
+    truncated: str | None = None  # demuxer error text when reading stopped early
+
+
+def demux(container: Container, stream: Stream) -> Packets:
+    """Read every packet of ``stream`` without decoding and record pts/dts/keyframe."""
+    packets = Packets()
+    for packet in read_packets(container, stream, packets):
+        packets.pts.append(packet.pts)
+        packets.dts.append(packet.dts)
+        packets.key.append(bool(packet.is_keyframe))
+    return packets
+
+
+def read_packets(container: Container, stream: Stream, status: Packets | None = None) -> Iterator[av.Packet]:
+    """The frame-carrying packets of ``stream`` from the current position; a demuxer error ends them.
+
+    The error is logged and kept in ``status.truncated`` when ``status`` is given.
+    """
+    try:
+        packets = container.demux(stream)
+    except AV_ERRORS as exc:
+        raise InputError(f"cannot read the video stream ({reason(exc)})") from None
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except AV_ERRORS as exc:
+            logger.warning("demuxing stopped early: %s", reason(exc))
+            if status is not None:
+                status.truncated = reason(exc)
+            return
+        if carries_frame(packet):
+            yield packet
+
+
+class Decoder:
+    """Decodes a stream from the container's current position, skipping undecodable packets.
+
+    Decoder errors are kept in ``errors`` and decoding goes on, as ffmpeg does; a demuxer
+    error ends the stream (and is kept too). ``packets`` counts the frame-carrying packets
+    read so far, so :meth:`count_rest` can give the stream's packet total.
+    """
+
+    def __init__(self, container: Container, stream: Stream, errors: list[str] | None = None) -> None:
+        self.container, self.stream = container, stream
+        self.errors: list[str] = [] if errors is None else errors
+        self.packets = 0
+        self._demuxed = self._demux()
+
+    def _demux(self) -> Iterator[av.Packet | None]:
+        try:
+            source = self.container.demux(self.stream)
+        except AV_ERRORS as exc:
+            self.errors.append(reason(exc))
+            yield None
+            return
+        while True:
+            try:
+                packet = next(source)
+            except StopIteration:
+                return
+            except AV_ERRORS as exc:
+                self.errors.append(reason(exc))
+                logger.warning("demuxing stopped early: %s", self.errors[-1])
+                yield None  # flush the decoder
+                return
+            if packet.size:
+                self.packets += carries_frame(packet)
+            yield packet  # the empty packet at EOF flushes the decoder
+
+    def __iter__(self) -> Iterator[av.VideoFrame]:
+        for packet in self._demuxed:
+            try:
+                frames = self.stream.decode(packet)
+            except AV_ERRORS as exc:
+                self.errors.append(reason(exc))
+                logger.warning("skipping an undecodable packet: %s", self.errors[-1])
+                frames = []
+            yield from frames
+
+    def count_rest(self) -> int:
+        """Demux (without decoding) what is left; the number of frame-carrying packets in all."""
+        for _ in self._demuxed:
+            pass
+        return self.packets
+
+
+def to_rgb(frame: av.VideoFrame, path: str) -> np.ndarray:
+    """The decoded picture as H x W x 3 uint8 RGB, as stored (not yet turned)."""
+    try:
+        return frame.to_ndarray(format="rgb24")
+    except AV_ERRORS as exc:
+        raise InputError(f"{path}: a frame cannot be converted to RGB ({reason(exc)})") from None
