@@ -29,6 +29,7 @@ from .endpoint_http import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DEADLINE,
     DEFAULT_READ_TIMEOUT,
+    LISTING_READ_TIMEOUT,
     EndpointError,
     HttpTransport,
     normalize_base_url,
@@ -115,7 +116,9 @@ class EndpointClient:
         """The served model's card from ``GET URL/models`` (the first one listed), fetched once."""
         with self._card_lock:
             if self._card is None:
-                listing = self._http.request("GET", "/models")
+                listing = self._http.request(
+                    "GET", "/models", read_timeout=min(self._http.read_timeout, LISTING_READ_TIMEOUT)
+                )
                 data = listing.get("data") if isinstance(listing, dict) else None
                 cards = [card for card in data or [] if isinstance(card, dict) and isinstance(card.get("id"), str)]
                 if not cards:

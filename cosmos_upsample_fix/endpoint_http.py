@@ -46,6 +46,8 @@ MAX_RETRY_AFTER = 20.0
 """Longest wait a server's ``Retry-After`` can ask for."""
 MAX_MESSAGE = 400
 """Characters of a server's error message kept in ours."""
+LISTING_READ_TIMEOUT = 20.0
+"""Seconds to wait for ``GET …/models`` (answered at once by a healthy server)."""
 
 USER_AGENT = "cosmos-upsample-fix"
 
@@ -171,9 +173,13 @@ class HttpTransport:
         """Never let the API key through, even when a server echoes it."""
         return text.replace(self._api_key, "***") if self._api_key else text
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """Send ``method path`` (JSON ``body``) with retries; return the decoded JSON answer."""
+    def request(self, method: str, path: str, body: Any = None, *, read_timeout: float | None = None) -> Any:
+        """Send ``method path`` (JSON ``body``) with retries; return the decoded JSON answer.
+
+        ``read_timeout`` overrides the transport's for this request.
+        """
         url = self.base_url + path
+        read_timeout = self.read_timeout if read_timeout is None else read_timeout
         payload = None if body is None else json.dumps(body).encode("utf-8")
         started = time.monotonic()
         attempt = 0
@@ -181,7 +187,8 @@ class HttpTransport:
             attempt += 1
             remaining = self.deadline - (time.monotonic() - started)
             try:
-                return self._once(method, path, payload, connect_timeout=min(self.connect_timeout, max(remaining, 0.1)))
+                connect_timeout = min(self.connect_timeout, max(remaining, 0.1))
+                return self._once(method, path, payload, connect_timeout=connect_timeout, read_timeout=read_timeout)
             except _Retryable as failure:
                 reason, asked = failure.reason, failure.retry_after
             wait = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
@@ -212,7 +219,9 @@ class HttpTransport:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    def _once(self, method: str, path: str, payload: bytes | None, *, connect_timeout: float) -> Any:
+    def _once(
+        self, method: str, path: str, payload: bytes | None, *, connect_timeout: float, read_timeout: float
+    ) -> Any:
         """One try: connect, send, read. Raises _Retryable for what a retry may cure."""
         url = self.base_url + path
         conn = self._connection(connect_timeout)
@@ -224,14 +233,14 @@ class HttpTransport:
             except OSError as exc:
                 raise _Retryable(f"cannot connect ({_describe(exc)})") from None
             assert conn.sock is not None
-            conn.sock.settimeout(self.read_timeout)
+            conn.sock.settimeout(read_timeout)
             try:
                 conn.request(method, self._path + path, body=payload, headers=self._headers(payload))
                 response = conn.getresponse()
                 data = response.read()
             except TimeoutError:
                 raise EndpointError(
-                    f"upsampler endpoint {url} did not answer within {self.read_timeout:g} s"
+                    f"upsampler endpoint {url} did not answer within {read_timeout:g} s"
                 ) from None
             except (ConnectionError, http.client.HTTPException) as exc:
                 raise _Retryable(f"connection lost ({_describe(exc)})") from None
@@ -246,5 +255,9 @@ class HttpTransport:
         message = self._scrub(server_message(data))
         if status == 429 or status >= 500:
             raise _Retryable(f"HTTP {status}: {message}", retry_after_seconds(response.getheader("Retry-After")))
-        hint = f"; set {API_KEY_ENV} to the server's --api-key" if status == 401 else ""
+        hint = ""
+        if status == 401:
+            hint = f"; set {API_KEY_ENV} to the server's --api-key"
+        elif status == 404 and path == "/models":
+            hint = "; is this the server's OpenAI base URL (e.g. http://HOST:8000/v1)?"
         raise EndpointError(f"upsampler endpoint {url} refused the request (HTTP {status}): {message}{hint}")

@@ -189,7 +189,11 @@ class StandInServer:
                     seen.image_formats.append(fmt)
         if len(seen.image_sizes) > self.max_images:
             # vLLM 0.9.2's MultiModalItemTracker, before the prompt is built
-            raise _VllmError(400, f"At most {self.max_images} image(s) may be provided in one request.")
+            raise _VllmError(
+                400,
+                f"At most {self.max_images} image(s) may be provided in one request. You can set "
+                "`--limit-mm-per-prompt` to increase this limit if the model supports it.",
+            )
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
         request = ChatCompletionRequest(messages=messages)

@@ -421,3 +421,9 @@ def _http_date_in(seconds: float) -> str:
     import time
 
     return email.utils.formatdate(time.time() + seconds, usegmt=True)
+
+
+def test_a_wrong_base_url_gets_a_hint(server):
+    wrong = server.url[: -len("/v1")] + "/api"
+    with pytest.raises(EndpointError, match=r"HTTP 404\): Not Found; is this the server's OpenAI base URL"):
+        EndpointClient(wrong, **FAST).model_name()
