@@ -16,7 +16,7 @@ import pytest
 from clips import make_clip, make_image
 from openai_server import MODEL_ID, StandInServer, vllm_request_model
 
-from cosmos_upsample_fix.budget import Limits
+from cosmos_upsample_fix.budget import Limits, model_pixels
 from cosmos_upsample_fix.endpoint import (
     EndpointClient,
     EndpointError,
@@ -120,8 +120,10 @@ def test_a_larger_server_context_sends_720p_frames_at_full_size(clip_720):
         answer, planned = upsample_remote(clip_720, PROMPT, Options(endpoint=big.url))
         seen = big.chats()[-1]
     assert planned.plan.limits.max_model_len == 8192
-    assert planned.plan.planned.frame_sizes == ((1280, 704), (1280, 704))
-    assert seen.prompt_tokens == 4699
+    # full detail: the original size, or the model's own 1024-pixel grid for it (same tokens)
+    full = {(1280, 704), model_pixels((1280, 704), planned.plan.grid)}
+    assert set(planned.plan.planned.frame_sizes) <= full and len(planned.plan.planned.frame_sizes) == 2
+    assert planned.plan.planned.tokens_per_frame == (2340, 2340) and seen.prompt_tokens == 4699
     check_upstream_request(seen, planned, PROMPT)
     assert answer.endswith("4699 prompt tokens.")
 
