@@ -5,7 +5,7 @@ patch itself: for every file the patch touches, a file whose lines at each hunk'
 are exactly that hunk's old lines (context and removed lines), with neutral filler lines
 ``# line N`` (N = the 1-based line number) everywhere else. The patch therefore applies at
 its exact recorded line numbers, with ``git apply`` as well as with
-:mod:`cosmos_upsample_fix.patching`.
+:mod:`cosmos_upsample_fix.patch_tree`.
 
 Filler is added after the last hunk unless that hunk ends the file (it has fewer trailing
 than leading context lines, or its last old line has no newline).
@@ -15,12 +15,26 @@ Usage::
     from tests.upstream_tree import make_preimage_tree   # or: from upstream_tree import ...
     root = make_preimage_tree(tmp_path / "cosmos")      # shipped patch by default
     root = make_preimage_tree(tmp_path / "other", my_patch_text)
+
+Upstream's own history, when a git repository of it is on this machine (never committed
+here): :func:`upstream_git_dir` finds it (``COSMOS_TRANSFER1_GIT``, else the local mirror),
+:func:`upstream_revisions` lists the commits since 2025-03-26 that touched the patched files,
+and :func:`write_revision` writes those files of one commit under a folder.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
-from cosmos_upsample_fix.patching import Hunk, parse_patch, shipped_patch
+from cosmos_upsample_fix.patch_engine import Hunk, parse_patch
+from cosmos_upsample_fix.patch_tree import shipped_patch
+
+UPSTREAM_GIT_ENV = "COSMOS_TRANSFER1_GIT"
+MIRROR = Path("/work/.mirror/nvidia-cosmos+cosmos-transfer1/repo")
+HISTORY_SINCE = "2025-03-26"
 
 TAIL_FILLER = 3  # filler lines after the last hunk when it does not end the file
 
@@ -69,3 +83,55 @@ def make_preimage_tree(root: Path, patch_text: str | None = None) -> Path:
         path.write_bytes(data)
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+# --------------------------------------------------------------------------- upstream history
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One upstream commit: full hash, short hash, commit date (YYYY-MM-DD)."""
+
+    commit: str
+    short: str
+    date: str
+
+
+def upstream_git_dir() -> Path | None:
+    """Upstream's git directory (``$COSMOS_TRANSFER1_GIT``, else the local mirror), or None if absent."""
+    if shutil.which("git") is None:
+        return None
+    path = Path(os.environ.get(UPSTREAM_GIT_ENV) or MIRROR)
+    if (path / ".git").is_dir():
+        path = path / ".git"
+    return path if (path / "objects").is_dir() else None
+
+
+def _git(git_dir: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(
+        ["git", f"--git-dir={git_dir}", *args], input=stdin, capture_output=True, check=True
+    ).stdout
+
+
+def upstream_revisions(git_dir: Path, files: list[str], since: str = HISTORY_SINCE) -> list[Revision]:
+    """Commits since ``since`` that touched any of ``files`` (newest first)."""
+    out = _git(git_dir, "log", "--format=%H %h %ad", "--date=short", f"--since={since}", "--", *files)
+    return [Revision(*line.split()) for line in out.decode().splitlines()]
+
+
+def write_revision(git_dir: Path, commit: str, files: list[str], dest: Path) -> Path:
+    """Write ``files`` as they are in ``commit`` under ``dest`` (one ``git cat-file --batch``); returns ``dest``."""
+    out = _git(git_dir, "cat-file", "--batch", stdin="".join(f"{commit}:{rel}\n" for rel in files).encode())
+    pos = 0
+    for rel in files:
+        header_end = out.index(b"\n", pos)
+        header = out[pos:header_end].split()
+        if header[-1] == b"missing":
+            raise FileNotFoundError(f"{rel} is not in {commit}")
+        size = int(header[2])
+        data = out[header_end + 1 : header_end + 1 + size]
+        pos = header_end + 1 + size + 1
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return dest
