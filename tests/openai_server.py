@@ -13,7 +13,8 @@ Real HTTP on 127.0.0.1 (a free port), started and stopped as a context manager:
 - when ``vllm`` is importable, each chat body is first validated with vLLM's own
   ``vllm.entrypoints.openai.protocol.ChatCompletionRequest`` (a failure is vLLM's 400);
 - every request is recorded (:class:`Seen`), and the server can be told to fail
-  (:meth:`StandInServer.fail`: any status N times, with ``Retry-After``) or to be slow.
+  (:meth:`StandInServer.fail`: any status N times, with ``Retry-After``), to be slow
+  (``delay``), or to answer a raw body (:meth:`StandInServer.reply_raw`).
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ class StandInServer:
         self._tokenizer_file = tokenizer_file
         self._lock = threading.Lock()
         self._faults: list[tuple[int, str | None, str]] = []
+        self._raw: list[tuple[int, bytes]] = []
         self.delay = 0.0
         self.seen: list[Seen] = []
         self._httpd: ThreadingHTTPServer | None = None
@@ -109,6 +111,11 @@ class StandInServer:
         """Answer the next ``times`` requests with ``status`` (vLLM's error body), then behave again."""
         with self._lock:
             self._faults.extend([(status, retry_after, message or f"stand-in failure {status}")] * times)
+
+    def reply_raw(self, status: int, body: bytes) -> None:
+        """Answer the next request with exactly this status and body (a broken server)."""
+        with self._lock:
+            self._raw.append((status, body))
 
     def chats(self) -> list[Seen]:
         """The chat requests seen so far."""
@@ -279,8 +286,16 @@ def _handler_for(server: StandInServer) -> type[BaseHTTPRequestHandler]:
             with server._lock:
                 server.seen.append(seen)
                 fault = server._faults.pop(0) if server._faults else None
+                raw_reply = server._raw.pop(0) if server._raw and fault is None else None
             if server.delay:
                 time.sleep(server.delay)
+            if raw_reply is not None:
+                seen.status = raw_reply[0]
+                self.send_response(raw_reply[0])
+                self.send_header("Content-Length", str(len(raw_reply[1])))
+                self.end_headers()
+                self.wfile.write(raw_reply[1])
+                return
             status, payload, headers = self._answer(method, raw, seen, fault)
             seen.status = status
             self._send(status, payload, headers)

@@ -429,3 +429,65 @@ def test_a_wrong_base_url_gets_a_hint(server):
     wrong = server.url[: -len("/v1")] + "/api"
     with pytest.raises(EndpointError, match=r"HTTP 404\): Not Found; is this the server's OpenAI base URL"):
         EndpointClient(wrong, **FAST).model_name()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"<html>ok</html>", "answered HTTP 200 with non-JSON"),
+        (b'{"choices": []}', "answered without a message"),
+        (b'{"choices": [{"message": {"content": null}}]}', "answered without text"),
+    ],
+)
+def test_a_broken_answer_is_an_endpoint_error(fresh, tmp_path, body, error):
+    client = EndpointClient(fresh.url, **FAST)
+    client.model_card()
+    fresh.reply_raw(200, body)
+    with pytest.raises(EndpointError, match=error):
+        client.chat([make_image(tmp_path / "f.png", 32, 32)], PROMPT)
+
+
+def test_an_answer_cut_at_max_tokens_is_logged(fresh, tmp_path, caplog):
+    client = EndpointClient(fresh.url, **FAST)
+    client.model_card()
+    fresh.reply_raw(200, b'{"choices": [{"message": {"content": " cut "}, "finish_reason": "length"}]}')
+    with caplog.at_level(logging.WARNING):
+        assert client.chat([make_image(tmp_path / "f.png", 32, 32)], PROMPT) == "cut"
+    assert "cut at max_tokens" in caplog.text
+
+
+def test_a_model_list_without_models_is_an_endpoint_error(fresh):
+    fresh.reply_raw(200, b'{"object": "list", "data": []}')
+    with pytest.raises(EndpointError, match="lists no model"):
+        EndpointClient(fresh.url, **FAST).model_name()
+
+
+def test_a_server_that_hangs_up_is_retried_then_reported():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[int] = []
+
+    def hang_up() -> None:
+        for _ in range(3):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.close()
+            accepted.append(1)
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    try:
+        with pytest.raises(EndpointError, match=r"connection lost \(the server closed the connection"):
+            EndpointClient(url, **FAST).model_name()
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+    assert len(accepted) == 3
+
+
+def test_tls_to_a_plain_http_server_fails_at_once(fresh):
+    with pytest.raises(EndpointError, match="TLS failed"):
+        EndpointClient(fresh.url.replace("http://", "https://"), **FAST).model_name()
+    assert len(fresh.seen) == 0
