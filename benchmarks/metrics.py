@@ -20,10 +20,9 @@ import math
 
 import cv2
 import numpy as np
-from PIL import Image
-
 from mistral_common.protocol.instruct.chunk import ImageChunk
 from mistral_common.tokens.tokenizers.image import DATASET_MEAN, DATASET_STD
+from PIL import Image
 
 _MEAN = np.asarray(DATASET_MEAN, np.float32)[:, None, None]
 _STD = np.asarray(DATASET_STD, np.float32)[:, None, None]

@@ -1,0 +1,173 @@
+"""Table 2: what the model sees. Fit vs the 320x180 hint, the downscale filter vs Lanczos and
+the model's own cubic at the same size, and frames over the model's cap pre-shrunk."""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from cosmos_upsample_fix import images
+from cosmos_upsample_fix.budget import Size, model_pixels
+from cosmos_upsample_fix.frames import read_frames
+from cosmos_upsample_fix.hint import write_video
+from cosmos_upsample_fix.images import resize
+
+from . import metrics
+from .budget_use import BudgetResult
+from .clips import Clip, hint_size
+from .config import Context
+
+
+@dataclass(frozen=True)
+class Score:
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class FidelityRow:
+    clip: Clip
+    fit_sent: Size
+    fit_grid: Size
+    fit: Score
+    hint_sent: Size
+    hint_grid: Size
+    hint: Score
+    hint_clip_psnr: float
+    upstream: Score | None  # None where upstream's request does not fit
+
+    @property
+    def gain(self) -> float:
+        return self.fit.psnr - self.hint.psnr
+
+
+@dataclass(frozen=True)
+class FilterRow:
+    """The package's resize vs Pillow's Lanczos and the model's cubic, at fit's target size."""
+
+    clip: Clip
+    target: Size
+    factor: float
+    chosen: str
+    ours: Score
+    lanczos: Score
+    cubic: Score
+
+    @property
+    def best_other(self) -> float:
+        return max(self.lanczos.psnr, self.cubic.psnr)
+
+    @property
+    def margin(self) -> float:
+        return self.ours.psnr - self.best_other
+
+
+@dataclass(frozen=True)
+class CapRow:
+    """A request that fits with frames over the model's cap: what is sent, and what it gains."""
+
+    clip: Clip
+    sent: Size
+    model_size: Size  # what the model's own resize makes of the original frame
+    upstream_tokens: int
+    fit_tokens: int
+    ours: Score  # the sent frame as the model sees it
+    model_cubic: Score  # the full frame as the model sees it (its own cubic)
+    payload_sent: int  # base64 bytes of the sent PNGs
+    payload_upstream: int  # base64 bytes of upstream's full-size PNGs (OpenCV defaults)
+
+    @property
+    def ok(self) -> bool:
+        return self.sent == self.model_size and self.fit_tokens == self.upstream_tokens
+
+    @property
+    def gain(self) -> float:
+        return self.ours.psnr - self.model_cubic.psnr
+
+
+@dataclass
+class FidelityResult:
+    rows: list[FidelityRow] = field(default_factory=list)
+    filters: list[FilterRow] = field(default_factory=list)
+    cap: list[CapRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def score(originals: list[np.ndarray], views: list[np.ndarray]) -> Score:
+    """Mean PSNR (dB) and SSIM over the frames, each view scaled back to its original's size."""
+    ps, ss = [], []
+    for ref, view in zip(originals, views):
+        back = metrics.upscale(view, (ref.shape[1], ref.shape[0]))
+        ps.append(metrics.psnr(ref, back))
+        ss.append(metrics.ssim(ref, back))
+    return Score(statistics.fmean(ps), statistics.fmean(ss))
+
+
+def b64_len(n: int) -> int:
+    """Length of the base64 text of ``n`` bytes."""
+    return 4 * math.ceil(n / 3)
+
+
+def lanczos(image: np.ndarray, size: Size) -> np.ndarray:
+    """Pillow's antialiased Lanczos (the reference filter)."""
+    return np.asarray(Image.fromarray(image).resize((size[0], size[1]), Image.Resampling.LANCZOS))
+
+
+def filter_chosen(source: Size, target: Size) -> str:
+    """The filter and parameters the package's resize uses for this shrink, as it names them."""
+    describe = getattr(images, "filter_for", None)  # until the images module names its choice
+    return describe(source, target) if describe is not None else "Lanczos (swscale)"
+
+
+def measure(budget: BudgetResult, ctx: Context) -> FidelityResult:
+    """Score every clip's planned frames, the hint frames and the alternatives through the model's view."""
+    encoder = metrics.image_encoder(ctx.model)
+    grid = ctx.model.grid
+    result = FidelityResult()
+
+    def view(image: np.ndarray) -> np.ndarray:
+        return metrics.model_view(encoder, image)[0]
+
+    for row in budget.rows:
+        clip = row.clip
+        planned, originals = budget.plans[clip.name], budget.originals[clip.name]
+        fit_views = [view(im) for im in planned.images]
+        fit = score(originals, fit_views)
+        hsize = hint_size(*clip.size)
+        hint_frames = [resize(im, hsize) for im in originals]
+        hint_views = [view(im) for im in hint_frames]
+        # the real workaround: an H.264 hint clip (hint.write_video, CRF 12) read back
+        hint_path = ctx.tmp / f"hint_{clip.path.stem}.mp4"
+        write_video(hint_frames, hint_path)
+        _, decoded = read_frames(hint_path, len(hint_frames), "first")
+        hint_path.unlink()
+        hint_clip = score(originals, [view(f.image) for f in decoded]).psnr
+        upstream = score(originals, [view(im) for im in originals]) if row.upstream_fits else None
+        result.rows.append(FidelityRow(
+            clip, row.fit_size, _wh(fit_views[0]), fit, hsize, _wh(hint_views[0]), score(originals, hint_views),
+            hint_clip, upstream,
+        ))
+        target = row.fit_size
+        if target != clip.size:
+            result.filters.append(FilterRow(
+                clip, target, max(clip.size) / max(target), filter_chosen(clip.size, target), fit,
+                score(originals, [view(lanczos(im, target)) for im in originals]),
+                score(originals, [metrics.cubic(im, target) for im in originals]),
+            ))
+        if row.upstream_fits and max(clip.size) > grid.max_image_size:
+            result.cap.append(CapRow(
+                clip, target, model_pixels(clip.size, grid), row.upstream_tokens, row.fit_tokens, fit,
+                score(originals, [view(im) for im in originals]),
+                sum(b64_len(len(images.encode_png(im))) for im in planned.images),
+                sum(b64_len(len(cv2.imencode(".png", im[..., ::-1])[1])) for im in originals),
+            ))
+        ctx.log(f"  fidelity {clip.name}: fit {fit.psnr:.2f} dB, gain over hint {result.rows[-1].gain:+.2f}")
+    return result
+
+
+def _wh(image: np.ndarray) -> Size:
+    return image.shape[1], image.shape[0]
