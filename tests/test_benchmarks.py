@@ -64,7 +64,7 @@ def test_report_lists_every_table_and_row(measured) -> None:
     for goal in results.goals:
         assert f"| {goal.name} | {goal.result} |" in text
     rows = [line for line in text.splitlines() if line.startswith("| gen_720x720.mp4 |")]
-    assert len(rows) == 4  # budget, fidelity, filter, speed
+    assert len(rows) == 5  # budget, fidelity, filter, speed, stages
     assert [line for line in text.splitlines() if line.startswith("| still_1600x400.png |")]
     assert len(results.fidelity.cap) == 1 and results.fidelity.cap[0].sent == (1024, 256)
     speed = results.speed.rows[0]
