@@ -275,7 +275,7 @@ def _find_exact(lines: list[bytes], hunk: Hunk, expected: int, lowest: int, anch
             return False
         if must_end and pos + n != len(lines):
             return False
-        return lines[pos : pos + n] == old
+        return (not n or lines[pos] == old[0]) and lines[pos : pos + n] == old
 
     expected = min(max(expected, lowest), highest)
     for distance in range(max(expected - lowest, highest - expected) + 1):

@@ -1,11 +1,13 @@
-"""Tests of cosmos_upsample_fix.patching: the diff engine, tree states, atomic writes, and the shipped patch."""
+"""Tests of cosmos_upsample_fix.patch_tree (and the command helper in patching): tree states, variants,
+fuzz on drifted trees, atomic writes, the shipped patches, and every upstream revision when its history is here."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
+import io
 import logging
 import os
-import py_compile
 import shutil
 import stat
 import subprocess
@@ -15,32 +17,40 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_upsample_fix import patching
+from cosmos_upsample_fix import cli, patch_tree
 from cosmos_upsample_fix.errors import PatchError
-from cosmos_upsample_fix.patching import (
+from cosmos_upsample_fix.patch_engine import FilePatch, apply_to_bytes, parse_patch, split_lines
+from cosmos_upsample_fix.patch_tree import (
+    VARIANTS,
     PatchState,
     PatchStatus,
     apply,
-    apply_to_bytes,
     check,
-    parse_patch,
     revert,
-    run_patch_command,
     shipped_patch,
+    shipped_patches,
 )
+from cosmos_upsample_fix.patching import run_patch_command
 
 try:
-    from tests.upstream_tree import make_preimage_tree, preimage_files
+    from tests import upstream_tree
 except ImportError:  # tests/ is not a package: pytest puts this folder on sys.path
-    from upstream_tree import make_preimage_tree, preimage_files
+    import upstream_tree  # type: ignore[no-redef]
 
-MIRROR = Path("/work/.mirror/nvidia-cosmos+cosmos-transfer1/repo")
+make_preimage_tree, preimage_files = upstream_tree.make_preimage_tree, upstream_tree.preimage_files
+upstream_git_dir, upstream_revisions = upstream_tree.upstream_git_dir, upstream_tree.upstream_revisions
+write_revision = upstream_tree.write_revision
+
 EXPECTED_FILES = {
     "cosmos_transfer1/diffusion/inference/transfer.py",
     "cosmos_transfer1/diffusion/inference/world_generation_pipeline.py",
     "cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py",
 }
+TRANSFER = "cosmos_transfer1/diffusion/inference/transfer.py"
+PIPELINE = "cosmos_transfer1/diffusion/inference/world_generation_pipeline.py"
+STANDALONE = "cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py"
 GIT = shutil.which("git")
+INSTALL_CALL = "install(policy=args.upsampler_policy, endpoint=args.upsampler_endpoint)"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -66,31 +76,50 @@ def patched_files() -> list[str]:
     return [fp.path for fp in parse_patch(shipped_patch())]
 
 
+def cli_patch(action: str, folder: Path) -> tuple[int, str, str]:
+    """``cosmos-upsample-fix patch ACTION FOLDER`` in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["patch", action, str(folder)])
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A synthesized pre-image tree of the shipped patch."""
     return make_preimage_tree(tmp_path / "cosmos")
 
 
-def git_upstream_checkout(dest: Path) -> Path:
-    """A sparse checkout (cosmos_transfer1/ only) of upstream's HEAD from the mirror or COSMOS_TRANSFER1_DIR."""
-    if GIT is None:
-        pytest.skip("git is not installed")
-    source = Path(os.environ.get("COSMOS_TRANSFER1_DIR", MIRROR))
-    if not source.exists():
-        pytest.skip(f"no upstream repository at {source} (set COSMOS_TRANSFER1_DIR)")
-    quiet = {"capture_output": True, "text": True}
-    subprocess.run([GIT, "clone", "-q", "--no-checkout", str(source), str(dest)], check=True, **quiet)
-    subprocess.run([GIT, "-C", str(dest), "sparse-checkout", "set", "cosmos_transfer1"], check=True, **quiet)
-    subprocess.run([GIT, "-C", str(dest), "checkout", "-q"], check=True, **quiet)
-    return dest
+# --------------------------------------------------------------------------- upstream history
+
+
+def _history():
+    git_dir = upstream_git_dir()
+    if git_dir is None:
+        return None, []
+    return git_dir, upstream_revisions(git_dir, sorted(EXPECTED_FILES))
+
+
+GIT_DIR, REVISIONS = _history()
+needs_history = pytest.mark.skipif(
+    GIT_DIR is None, reason="no upstream git history here (set COSMOS_TRANSFER1_GIT to a cosmos-transfer1 clone)"
+)
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Path:
+    """The three files of upstream's newest revision (skips without a local upstream history)."""
+    if GIT_DIR is None:
+        pytest.skip("no upstream git history here (set COSMOS_TRANSFER1_GIT to a cosmos-transfer1 clone)")
+    return write_revision(GIT_DIR, REVISIONS[0].commit, sorted(EXPECTED_FILES), tmp_path / "cosmos-transfer1")
 
 
 # --------------------------------------------------------------------------- the shipped patch
 
 
-def test_shipped_patch_names_the_three_upstream_files() -> None:
-    files = parse_patch(shipped_patch())
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.resource)
+def test_shipped_patches_name_the_three_upstream_files(variant: patch_tree.Variant) -> None:
+    files = parse_patch(shipped_patch(variant.resource))
     assert {fp.path for fp in files} == EXPECTED_FILES
     for fp in files:
         for hunk in fp.hunks:
@@ -99,14 +128,43 @@ def test_shipped_patch_names_the_three_upstream_files() -> None:
             assert len(hunk.old_lines) == hunk.old_count and len(hunk.new_lines) == hunk.new_count
 
 
-def test_shipped_patch_content() -> None:
-    text = shipped_patch()
+@pytest.mark.parametrize(
+    ("variant", "pipeline_calls"), tuple(zip(VARIANTS, (2, 1))), ids=lambda v: getattr(v, "resource", "")
+)
+def test_shipped_patch_content(variant: patch_tree.Variant, pipeline_calls: int) -> None:
+    text = shipped_patch(variant.resource)
     added = [ln[1:] for ln in text.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
-    assert sum('"--upsampler_policy",' in ln for ln in added) == 2
-    assert sum(ln.strip() == "upsampler_policy=cfg.upsampler_policy," for ln in added) == 2
+    for flag in ("--upsampler_policy", "--upsampler_endpoint"):
+        assert sum(f'"{flag}",' in ln for ln in added) == 2  # transfer.py and the standalone pipeline
+    assert sum(ln.strip() == "upsampler_policy=cfg.upsampler_policy," for ln in added) == pipeline_calls
+    assert sum(ln.strip() == "upsampler_endpoint=cfg.upsampler_endpoint," for ln in added) == pipeline_calls
     assert sum("from cosmos_upsample_fix.runtime import run_upsampler" in ln for ln in added) == 2
+    assert sum(ln.strip() == INSTALL_CALL for ln in added) == 2
+    assert sum("endpoint=" in ln and "upsampler_endpoint" in ln for ln in added) >= 2 + pipeline_calls
     assert any(ln.strip() == "upsampler_policy: Optional[str] = None," for ln in added)
-    assert any(ln.strip() == "self.upsampler_policy = upsampler_policy" for ln in added)
+    assert any(ln.strip() == "upsampler_endpoint: Optional[str] = None," for ln in added)
+    assert any(ln.strip() == "self.upsampler_endpoint = upsampler_endpoint" for ln in added)
+    removed = [ln for ln in text.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    assert len(removed) == 3  # the upsampler calls only; everything else is added
+
+
+def test_variants_differ_only_in_transfer_py() -> None:
+    newest, oldest = (parse_patch(text) for text in shipped_patches())
+    for a, b in zip(newest, oldest):
+        same = [[ln for h in fp.hunks for ln in h.lines if ln.tag != " "] for fp in (a, b)]
+        assert (same[0] == same[1]) is (a.path != TRANSFER), a.path
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.resource)
+def test_each_variant_is_chosen_by_check(tmp_path: Path, variant: patch_tree.Variant) -> None:
+    root = make_preimage_tree(tmp_path / "t", shipped_patch(variant.resource))
+    before = snapshot(root)
+    assert check(root).state is PatchState.APPLICABLE
+    assert len(apply(root)) == 3 and check(root).state is PatchState.APPLIED and apply(root) == []
+    for rel, data in preimage_files(shipped_patch(variant.resource)).items():  # this variant's own new text
+        fp = next(f for f in parse_patch(shipped_patch(variant.resource)) if f.path == rel)
+        assert (root / rel).read_bytes() == apply_to_bytes(data, fp, max_fuzz=0)
+    assert len(revert(root)) == 3 and snapshot(root) == before
 
 
 # --------------------------------------------------------------------------- round trip
@@ -273,7 +331,7 @@ def test_partly_patched_file(tree: Path) -> None:
     fp = next(f for f in parse_patch(shipped_patch()) if len(f.hunks) >= 3)
     apply(tree)
     path = tree / fp.path
-    only_first = patching.FilePatch(fp.path, fp.hunks[:1])
+    only_first = FilePatch(fp.path, fp.hunks[:1])
     path.write_bytes(apply_to_bytes(path.read_bytes(), only_first, reverse=True))
     status = check(tree)
     assert status.state is PatchState.MISMATCH
@@ -329,18 +387,18 @@ def test_failure_of_second_replace_restores_tree(
             raise OSError(28, "No space left on device", str(dst))
         real(src, dst)
 
-    monkeypatch.setattr(patching, "_replace", flaky)
+    monkeypatch.setattr(patch_tree, "_replace", flaky)
     with pytest.raises(PatchError, match="tree left unchanged"):
         (apply if action == "apply" else revert)(tree)
     assert len(calls) == 2  # the first file really was replaced, then put back
     assert snapshot(tree) == before  # same bytes, modes, and no temporary files left
-    monkeypatch.setattr(patching, "_replace", real)
+    monkeypatch.setattr(patch_tree, "_replace", real)
     assert check(tree).state is (PatchState.APPLICABLE if action == "apply" else PatchState.APPLIED)
 
 
 def test_failure_while_writing_temp_files(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = snapshot(tree)
-    real = patching._write_temp
+    real = patch_tree._write_temp
     calls = []
 
     def failing(*args: object, **kwargs: object) -> Path:
@@ -349,7 +407,7 @@ def test_failure_while_writing_temp_files(tree: Path, monkeypatch: pytest.Monkey
             raise OSError(5, "Input/output error")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(patching, "_write_temp", failing)
+    monkeypatch.setattr(patch_tree, "_write_temp", failing)
     with pytest.raises(PatchError):
         apply(tree)
     assert snapshot(tree) == before
@@ -439,52 +497,6 @@ def test_ambiguous_file_is_a_mismatch(tmp_path: Path) -> None:
     assert status.state is PatchState.MISMATCH and "ambiguous" in status.message and "m.py" in status.message
 
 
-def test_parse_rejects_bad_patches() -> None:
-    with pytest.raises(PatchError):
-        parse_patch("no diff here\n")
-    with pytest.raises(PatchError):
-        parse_patch("--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n a\n")
-    with pytest.raises(PatchError, match="unsafe"):
-        parse_patch("--- a/../x.py\n+++ b/../x.py\n@@ -1 +1 @@\n-a\n+b\n")
-    with pytest.raises(PatchError, match="unsupported"):
-        parse_patch("--- /dev/null\n+++ b/x.py\n@@ -0,0 +1 @@\n+a\n")
-
-
-def test_hunk_search_prefers_nearest_and_respects_order() -> None:
-    text = "--- a/f\n+++ b/f\n@@ -3,3 +3,3 @@\n x\n-y\n z\n"
-    text = text.replace(" z\n", "+Y\n z\n")
-    fp = parse_patch(text)[0]
-    data = b"x\ny\nz\n" + b"pad\n" * 10 + b"x\ny\nz\n"
-    assert apply_to_bytes(data, fp) == b"x\nY\nz\n" + b"pad\n" * 10 + b"x\ny\nz\n"
-    with pytest.raises(PatchError, match="hunk 1/1"):
-        apply_to_bytes(b"x\ny\n", fp)
-
-
-ANCHOR_CASES = [
-    # (patch, data, applies): a hunk without trailing context must end the file, one at line 1 must start it
-    ("--- a/f\n+++ b/f\n@@ -2,2 +2,3 @@\n a\n b\n+c\n", b"x\na\nb\n", True),
-    ("--- a/f\n+++ b/f\n@@ -2,2 +2,3 @@\n a\n b\n+c\n", b"x\na\nb\nz\n", False),
-    ("--- a/f\n+++ b/f\n@@ -1,2 +1,3 @@\n+h\n a\n b\n", b"a\nb\nz\n", True),
-    ("--- a/f\n+++ b/f\n@@ -1,2 +1,3 @@\n+h\n a\n b\n", b"z\na\nb\n", False),
-]
-
-
-@pytest.mark.parametrize(("patch_text", "data", "applies"), ANCHOR_CASES)
-def test_hunks_anchored_at_file_start_or_end(tmp_path: Path, patch_text: str, data: bytes, applies: bool) -> None:
-    fp = parse_patch(patch_text)[0]
-    if applies:
-        apply_to_bytes(data, fp)
-    else:
-        with pytest.raises(PatchError):
-            apply_to_bytes(data, fp)
-    if GIT is not None:  # git apply agrees
-        (tmp_path / "f").write_bytes(data)
-        (tmp_path / "p.patch").write_text(patch_text)
-        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)}
-        result = subprocess.run([GIT, "apply", "--check", "p.patch"], cwd=tmp_path, env=env, capture_output=True)
-        assert (result.returncode == 0) is applies
-
-
 # --------------------------------------------------------------------------- git cross-checks
 
 
@@ -506,19 +518,6 @@ def test_git_apply_accepts_shipped_patch_on_synthesized_tree(tree: Path, tmp_pat
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.skipif(GIT is None, reason="git is not installed")
-def test_git_apply_agrees_on_no_newline_patch(tmp_path: Path) -> None:
-    ours = make_preimage_tree(tmp_path / "ours", NO_EOL_PATCH)
-    theirs = make_preimage_tree(tmp_path / "theirs", NO_EOL_PATCH)
-    patch_file = tmp_path / "eol.patch"
-    patch_file.write_text(NO_EOL_PATCH)
-    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)}
-    subprocess.run([GIT, "apply", str(patch_file)], cwd=theirs, check=True, env=env, capture_output=True)
-    apply(ours, patch_text=NO_EOL_PATCH)
-    rel = "cosmos_transfer1/eol.py"
-    assert (ours / rel).read_bytes() == (theirs / rel).read_bytes()
-
-
 def test_preimage_helper_places_hunks_at_their_line_numbers() -> None:
     for fp in parse_patch(shipped_patch()):
         lines = preimage_files()[fp.path].splitlines(keepends=True)
@@ -527,52 +526,158 @@ def test_preimage_helper_places_hunks_at_their_line_numbers() -> None:
         assert lines[0] == b"# line 1\n"
 
 
-# --------------------------------------------------------------------------- real upstream
 
 
-@pytest.fixture
-def upstream(tmp_path: Path) -> Path:
-    """A fresh checkout of upstream's HEAD (skips when no upstream repository is available)."""
-    return git_upstream_checkout(tmp_path / "cosmos-transfer1")
+# --------------------------------------------------------------------------- drifted trees (fuzz)
 
 
-def _git_diff_changes(repo: Path) -> list[str]:
-    out = subprocess.run([GIT, "-C", str(repo), "diff"], capture_output=True, text=True, check=True).stdout
-    return [ln for ln in out.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+def drift(root: Path, *, hook: str | None = None) -> None:
+    """Change the outermost context line on each side of every hunk (as upstream's edits near a hook do).
+
+    With ``hook`` (a relative path), also edit the context line right before the first change of
+    that file's last hunk: a hook line the patch anchors on.
+    """
+    for fp in parse_patch(shipped_patch()):
+        path = root / fp.path
+        lines = split_lines(path.read_bytes())
+        for hunk in fp.hunks:
+            start = hunk.old_start - 1
+            if hunk.leading_context >= 2:
+                lines[start] = b"# drifted before\n"
+            if hunk.trailing_context >= 2:
+                lines[start + hunk.old_count - 1] = b"# drifted after\n"
+        if fp.path == hook:
+            last = fp.hunks[-1]
+            at = last.old_start - 1 + last.leading_context - 1
+            lines[at] = lines[at].rstrip(b"\n") + b"  # edited hook line\n"
+        path.write_bytes(b"".join(lines))
 
 
-def test_real_upstream_apply_check_revert(upstream: Path) -> None:
-    files = sorted(EXPECTED_FILES)
-    before = {rel: hashlib.sha256((upstream / rel).read_bytes()).hexdigest() for rel in files}
-    assert check(upstream).state is PatchState.APPLICABLE, check(upstream).message
-    assert len(apply(upstream)) == 3
-    assert check(upstream).state is PatchState.APPLIED
-    assert apply(upstream) == []
-    for rel in files:
-        py_compile.compile(str(upstream / rel), cfile=str(upstream / (rel + ".pyc-test")), doraise=True)
-        (upstream / (rel + ".pyc-test")).unlink()
-    shipped = [
-        ln for ln in shipped_patch().splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
+def test_drifted_context_applies_with_fuzz_and_reverts_byte_identically(tree: Path) -> None:
+    drift(tree)
+    before = snapshot(tree)
+    assert check(tree.parent / "cosmos", patch_text=None).state is PatchState.APPLICABLE
+    for fp in parse_patch(shipped_patch()):  # exact matching alone would refuse every file
+        with pytest.raises(PatchError):
+            apply_to_bytes((tree / fp.path).read_bytes(), fp, max_fuzz=0)
+    assert cli_patch("check", tree)[0] == 1
+    code, out, err = cli_patch("apply", tree)
+    assert (code, err) == (0, "") and out.startswith("patched 3 files")
+    assert check(tree).state is PatchState.APPLIED
+    patched = snapshot(tree)
+    code, out, _ = cli_patch("apply", tree)
+    assert code == 0 and out.startswith("nothing to do") and snapshot(tree) == patched
+    for rel in EXPECTED_FILES:  # the drifted lines are still there, next to the added ones
+        data = (tree / rel).read_bytes()
+        assert b"# drifted before\n" in data and b"upsampler_endpoint" in data
+    code, out, _ = cli_patch("revert", tree)
+    assert code == 0 and out.startswith("reverted 3 files")
+    assert snapshot(tree) == before
+
+
+@pytest.mark.parametrize("rel", sorted(EXPECTED_FILES))
+def test_changed_hook_line_refuses_with_exit_2(tree: Path, rel: str) -> None:
+    drift(tree, hook=rel)
+    before = snapshot(tree)
+    for action in ("check", "apply", "revert"):
+        code, out, err = cli_patch(action, tree)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, (action, err)
+        assert rel in err and "matches neither" in err
+    assert snapshot(tree) == before
+
+
+# --------------------------------------------------------------------------- every upstream revision
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    """Calls of ``name`` (a function or a method) anywhere in ``tree``."""
+    return [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)
     ]
-    assert sorted(_git_diff_changes(upstream)) == sorted(shipped)
-    assert len(revert(upstream)) == 3
-    after = {rel: hashlib.sha256((upstream / rel).read_bytes()).hexdigest() for rel in files}
-    assert after == before
-    status = subprocess.run(
-        [GIT, "-C", str(upstream), "status", "--porcelain", "--", "cosmos_transfer1"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert status.stdout == ""
-    assert check(upstream).state is PatchState.APPLICABLE
 
 
-def test_real_upstream_git_apply_check(upstream: Path, tmp_path: Path) -> None:
+def _flags(tree: ast.AST) -> list[str]:
+    return [c.args[0].value for c in _calls(tree, "add_argument") if c.args and isinstance(c.args[0], ast.Constant)]
+
+
+def _main_block(tree: ast.Module) -> ast.If:
+    return next(n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))
+
+
+def assert_wiring(root: Path) -> None:
+    """The patched files hold what the patch is for, parsed as Python (not just as text)."""
+    transfer = ast.parse((root / TRANSFER).read_text(), TRANSFER)
+    flags = _flags(transfer)
+    at = flags.index("--upsample_prompt")
+    assert flags[at : at + 4] == ["--upsample_prompt", "--upsampler_policy", "--upsampler_endpoint",
+                                  "--offload_prompt_upsampler"]
+    builds = [c for c in ast.walk(transfer) if isinstance(c, ast.Call)
+              and getattr(c.func, "id", "").endswith("Control2WorldGenerationPipeline")]
+    assert builds
+    for call in builds:
+        values = {k.arg: ast.unparse(k.value) for k in call.keywords}
+        assert values["upsampler_policy"] == "cfg.upsampler_policy"
+        assert values["upsampler_endpoint"] == "cfg.upsampler_endpoint"
+    main = ast.unparse(_main_block(transfer))
+    assert main.index("parse_arguments()") < main.index(INSTALL_CALL) < main.index("demo(")
+
+    pipeline = ast.parse((root / PIPELINE).read_text(), PIPELINE)
+    name = "DiffusionControl2WorldGenerationPipeline"
+    klass = next(n for n in pipeline.body if isinstance(n, ast.ClassDef) and n.name == name)
+    init = next(n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    params = [a.arg for a in init.args.args]
+    for name in ("upsampler_policy", "upsampler_endpoint"):
+        default = init.args.defaults[params.index(name) - len(params)]
+        assert isinstance(default, ast.Constant) and default.value is None
+    process = next(n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == "_process_prompt_upsampler")
+    [hook] = _calls(process, "run_upsampler")
+    assert {k.arg for k in hook.keywords} == {"policy", "endpoint"}
+
+    standalone = ast.parse((root / STANDALONE).read_text(), STANDALONE)
+    assert _flags(standalone)[-2:] == ["--upsampler_policy", "--upsampler_endpoint"]
+    main_fn = ast.unparse(next(n for n in standalone.body if isinstance(n, ast.FunctionDef) and n.name == "main"))
+    assert main_fn.index("install(") < main_fn.index("PixtralPromptUpsampler(") < main_fn.index("run_upsampler(")
+
+
+@needs_history
+def test_every_upstream_revision_since_2025_03_26(tmp_path: Path) -> None:
+    """check, apply, again, compile, wiring, revert byte for byte, check: on each revision of the three files."""
+    files = sorted(EXPECTED_FILES)
+    assert len(REVISIONS) >= 29 and REVISIONS[-1].date == "2025-03-26", REVISIONS[-1]
+    outcome: dict[str, str] = {}
+    for rev in REVISIONS:
+        root = write_revision(GIT_DIR, rev.commit, files, tmp_path / rev.short)
+        before = snapshot(root)
+        try:
+            assert check(root).state is PatchState.APPLICABLE, check(root).message
+            assert len(apply(root)) == 3 and check(root).state is PatchState.APPLIED and apply(root) == []
+            for rel in files:
+                compile((root / rel).read_bytes(), str(root / rel), "exec", dont_inherit=True)
+            assert_wiring(root)
+            assert len(revert(root)) == 3 and snapshot(root) == before
+            assert check(root).state is PatchState.APPLICABLE
+            outcome[rev.short] = "ok"
+        except (AssertionError, PatchError, SyntaxError, ValueError, StopIteration) as exc:
+            outcome[rev.short] = f"{rev.date}: {type(exc).__name__}: {exc}"
+        shutil.rmtree(root)
+    failed = {k: v for k, v in outcome.items() if v != "ok"}
+    assert not failed, failed
+
+
+def test_real_upstream_git_apply_agrees(upstream: Path, tmp_path: Path) -> None:
+    """git applies the newest-layout patch to upstream's newest revision exactly as we do."""
+    if GIT is None:
+        pytest.skip("git is not installed")
+    twin = tmp_path / "twin"
+    shutil.copytree(upstream, twin)
     patch_file = tmp_path / "shipped.patch"
     patch_file.write_bytes(shipped_patch().encode())
-    result = subprocess.run([GIT, "-C", str(upstream), "apply", "--check", str(patch_file)], capture_output=True)
-    assert result.returncode == 0, result.stderr
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    subprocess.run([GIT, "apply", str(patch_file)], cwd=twin, env=env, check=True, capture_output=True)
+    apply(upstream)
+    for rel in EXPECTED_FILES:
+        assert (upstream / rel).read_bytes() == (twin / rel).read_bytes()
 
 
 class _Recorder:
@@ -599,25 +704,35 @@ def _load_method(source: str, cls: str, method: str, namespace: dict) -> types.F
     return namespace[method]
 
 
+def _runtime(monkeypatch: pytest.MonkeyPatch, plugin: bool, order: list[str] | None = None) -> _Recorder:
+    """A recording ``cosmos_upsample_fix.runtime`` (``plugin=False``: importing it fails); ``install``
+    calls are also noted in ``order``."""
+    runtime = _Recorder("FITTED")
+
+    def install(**kwargs: object) -> None:
+        if order is not None:
+            order.append("install")
+        runtime.calls.append(("install", (), kwargs))
+
+    fake = types.SimpleNamespace(run_upsampler=runtime.run, install=install) if plugin else None
+    monkeypatch.setitem(sys.modules, "cosmos_upsample_fix.runtime", fake)
+    return runtime
+
+
 @pytest.mark.parametrize("plugin", [True, False])
-@pytest.mark.parametrize("policy", [None, "max-side:640"])
+@pytest.mark.parametrize(("policy", "endpoint"), [(None, None), ("max-side:640", "http://127.0.0.1:9/v1")])
 def test_real_patched_process_prompt_upsampler(
-    upstream: Path, monkeypatch: pytest.MonkeyPatch, plugin: bool, policy: str | None
+    upstream: Path, monkeypatch: pytest.MonkeyPatch, plugin: bool, policy: str | None, endpoint: str | None
 ) -> None:
     apply(upstream)
-    rel = "cosmos_transfer1/diffusion/inference/world_generation_pipeline.py"
-    log, runtime = _Recorder(), _Recorder("FITTED")
+    log = _Recorder()
     fn = _load_method(
-        (upstream / rel).read_text(),
+        (upstream / PIPELINE).read_text(),
         "DiffusionControl2WorldGenerationPipeline",
         "_process_prompt_upsampler",
         {"log": log, "generate_control_input": _Recorder("/made/control.mp4").generate},
     )
-    if plugin:
-        fake_runtime = types.SimpleNamespace(run_upsampler=runtime.run)
-        monkeypatch.setitem(sys.modules, "cosmos_upsample_fix.runtime", fake_runtime)
-    else:
-        monkeypatch.setitem(sys.modules, "cosmos_upsample_fix.runtime", None)  # import fails
+    runtime = _runtime(monkeypatch, plugin)
     upsampler = _Recorder("UPSTREAM")
     pipe = types.SimpleNamespace(
         prompt_upsampler=upsampler,
@@ -625,11 +740,13 @@ def test_real_patched_process_prompt_upsampler(
         hint_details="seg",
         control_inputs={"seg": {"input_control": "/in/seg.mp4"}},
         upsampler_policy=policy,
+        upsampler_endpoint=endpoint,
     )
     result = fn(pipe, "a prompt", "/in/video.mp4", "/out")
     if plugin:
         assert result == "FITTED" and upsampler.calls == []
-        assert runtime.calls == [("run", (upsampler, "a prompt", "/in/seg.mp4"), {"policy": policy})]
+        expected = {"policy": policy, "endpoint": endpoint}
+        assert runtime.calls == [("run", (upsampler, "a prompt", "/in/seg.mp4"), expected)]
     else:
         assert result == "UPSTREAM"
         assert upsampler.calls == [
@@ -637,21 +754,15 @@ def test_real_patched_process_prompt_upsampler(
         ]
         warnings = [c for c in log.calls if c[0] == "warning"]
         assert len(warnings) == (1 if policy else 0)
-    del pipe.upsampler_policy  # a pipeline built by code that predates the patch
-    assert fn(pipe, "p", "/in/video.mp4", "/out") in ("FITTED", "UPSTREAM")
+    del pipe.upsampler_policy, pipe.upsampler_endpoint  # a pipeline built by code that predates the patch
+    assert fn(pipe, "p", "/in/video.mp4", "/out") == ("FITTED" if plugin else "UPSTREAM")
 
 
-@pytest.mark.parametrize("plugin", [True, False])
-def test_real_patched_upsampler_pipeline_main(
-    upstream: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], plugin: bool
-) -> None:
-    apply(upstream)
-    rel = "cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py"
-    model, runtime, misc = _Recorder("UPSTREAM"), _Recorder("FITTED"), _Recorder()
-    created = []
-
+def _standalone_namespace(upstream: Path, monkeypatch: pytest.MonkeyPatch, model: _Recorder, misc: _Recorder,
+                          order: list[str]) -> dict:
+    """The patched standalone pipeline module, executed with stand-ins for its upstream imports."""
     def fake_model(checkpoint_dir: str, offload_prompt_upsampler: bool = False) -> _Recorder:
-        created.append((checkpoint_dir, offload_prompt_upsampler))
+        order.append("model")
         return model
 
     fakes = {
@@ -666,58 +777,70 @@ def test_real_patched_upsampler_pipeline_main(
         "cosmos_transfer1.utils.misc": types.SimpleNamespace(
             extract_video_frames=lambda path: misc.extract(path) and ["/tmp/frame_1.png", "/tmp/frame_2.png"]
         ),
-        "cosmos_upsample_fix.runtime": types.SimpleNamespace(run_upsampler=runtime.run) if plugin else None,
     }
     for name, module in fakes.items():
         monkeypatch.setitem(sys.modules, name, module)
     namespace: dict = {"__name__": "upsampler_pipeline_under_test"}
-    exec(compile((upstream / rel).read_text(), str(upstream / rel), "exec"), namespace)
+    exec(compile((upstream / STANDALONE).read_text(), str(upstream / STANDALONE), "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("plugin", [True, False])
+@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:9/v1"])
+def test_real_patched_upsampler_pipeline_main(
+    upstream: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], plugin: bool,
+    endpoint: str | None,
+) -> None:
+    apply(upstream)
+    model, misc, order = _Recorder("UPSTREAM"), _Recorder(), []
+    runtime = _runtime(monkeypatch, plugin, order)
+    namespace = _standalone_namespace(upstream, monkeypatch, model, misc, order)
     argv = ["upsampler_pipeline.py", "--prompt", "p", "--input_video", "v.mp4", "--upsampler_policy", "fit"]
-    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "argv", argv + (["--upsampler_endpoint", endpoint] if endpoint else []))
     namespace["main"]()
     printed = capsys.readouterr().out
     if plugin:
-        assert runtime.calls == [("run", (model, "p", "v.mp4"), {"policy": "fit"})]
+        installs = [c for c in runtime.calls if c[0] == "install"]
+        assert installs == ([("install", (), {"policy": "fit", "endpoint": endpoint})] if endpoint else [])
+        assert order == (["install", "model"] if endpoint else ["model"])  # before the upsampler is built
+        assert ("run", (model, "p", "v.mp4"), {"policy": "fit", "endpoint": endpoint}) in runtime.calls
         assert misc.calls == [] and model.calls == []
-        assert "Upsampled prompt: FITTED" in printed
+        assert "Upsampled prompt: FITTED" in printed and "ignored" not in printed
     else:
         assert misc.calls == [("extract", ("v.mp4",), {})]
         assert model.calls == [("_prompt_upsample_with_offload", ("p", ["/tmp/frame_1.png", "/tmp/frame_2.png"]), {})]
         assert "--upsampler_policy is ignored" in printed and "Upsampled prompt: UPSTREAM" in printed
+        assert ("--upsampler_endpoint is ignored" in printed) is bool(endpoint)
 
 
-def test_real_patched_transfer_wiring(upstream: Path) -> None:
+@pytest.mark.parametrize("plugin", [True, False])
+@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:9/v1"])
+def test_real_patched_transfer_main_installs_the_endpoint_before_demo(
+    upstream: Path, monkeypatch: pytest.MonkeyPatch, plugin: bool, endpoint: str | None
+) -> None:
     apply(upstream)
-    source = (upstream / "cosmos_transfer1/diffusion/inference/transfer.py").read_text()
-    tree = ast.parse(source)
-    flags = [
-        n.args[0].value
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call)
-        and getattr(n.func, "attr", None) == "add_argument"
-        and n.args
-        and isinstance(n.args[0], ast.Constant)
-    ]
-    assert flags.index("--upsampler_policy") == flags.index("--offload_prompt_upsampler") + 1
-    for cls in ("DistilledControl2WorldGenerationPipeline", "DiffusionControl2WorldGenerationPipeline"):
-        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == cls]
-        assert len(calls) == 1
-        names = [k.arg for k in calls[0].keywords]
-        assert names[names.index("offload_prompt_upsampler") + 1] == "upsampler_policy"
-        value = calls[0].keywords[names.index("upsampler_policy")].value
-        assert ast.unparse(value) == "cfg.upsampler_policy"
-    wgp = ast.parse((upstream / "cosmos_transfer1/diffusion/inference/world_generation_pipeline.py").read_text())
-    name = "DiffusionControl2WorldGenerationPipeline"
-    klass = next(n for n in wgp.body if isinstance(n, ast.ClassDef) and n.name == name)
-    init = next(n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
-    params = [a.arg for a in init.args.args]
-    assert params[params.index("offload_prompt_upsampler") + 1] == "upsampler_policy"
-    default = init.args.defaults[params.index("upsampler_policy") - len(params)]
-    assert isinstance(default, ast.Constant) and default.value is None
+    block = _main_block(ast.parse((upstream / TRANSFER).read_text()))
+    order: list[str] = []
+    runtime, log = _runtime(monkeypatch, plugin, order), _Recorder()
+    args = types.SimpleNamespace(upsampler_policy="max-side:640", upsampler_endpoint=endpoint)
+    namespace = {
+        "__name__": "__main__",
+        "log": log,
+        "parse_arguments": lambda: (order.append("parse"), (args, {"edge": {}}))[1],
+        "demo": lambda cfg, control_inputs: order.append("demo"),
+    }
+    exec(compile(ast.Module(body=block.body, type_ignores=[]), str(upstream / TRANSFER), "exec"), namespace)
+    expected = ["parse", "install", "demo"] if plugin and endpoint else ["parse", "demo"]
+    assert order == expected
+    if plugin and endpoint:
+        assert runtime.calls == [("install", (), {"policy": "max-side:640", "endpoint": endpoint})]
+    warned = [c[1][0] for c in log.calls if c[0] == "warning"]
+    assert warned == (["--upsampler_endpoint is ignored: cosmos-upsample-fix is not installed"]
+                      if endpoint and not plugin else [])
 
 
 def test_logging_not_printing(tree: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="cosmos_upsample_fix.patching"):
+    with caplog.at_level(logging.INFO, logger="cosmos_upsample_fix.patch_tree"):
         apply(tree)
         revert(tree)
     assert capsys.readouterr() == ("", "")
