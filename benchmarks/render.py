@@ -161,6 +161,12 @@ def speed(result: SpeedResult, runs: int) -> str:
         table(["clip", "original", "decode", "plan", "resize", "png", "b64", "plugin sum", "base decode", "base png",
                "base b64", "base sum"], stages),
     ]
+    if result.whatif and result.whatif_clip is not None:
+        out += ["", f"### What other resizers and PNG settings would cost (first frame of {result.whatif_clip.name}, "
+                    f"median of {min(9, runs)}; not the package's path except where marked)", "",
+                table(["stage", "how", "size", "ms / frame", "PNG KB"],
+                      [[w.stage, w.how, wh(w.size), ms(w.ms), "" if w.kb is None else f"{w.kb:.0f}"]
+                       for w in result.whatif])]
     long = result.long
     if long is not None:
         first, uniform = statistics.median(long.first), statistics.median(long.uniform)

@@ -21,6 +21,8 @@ from cosmos_upsample_fix.policies import plan_sizes
 from .clips import Clip
 from .config import PROMPT, Context, options_for
 from .timing import Dirs, b64_files, load_average, timed
+from .whatif import WhatIfRow
+from .whatif import measure as whatif
 
 COMPRESSED_LEVEL = 1
 """zlib level of the compressed-PNG variant (the package's default PNG is stored, level 0)."""
@@ -148,6 +150,8 @@ class SpeedResult:
     rows: list[SpeedRow] = field(default_factory=list)
     long: SelectionRow | None = None
     samples: list[SelectionRow] = field(default_factory=list)
+    whatif: list[WhatIfRow] = field(default_factory=list)
+    whatif_clip: Clip | None = None
     load_start: str = ""
     load_end: str = ""
     problems: list[str] = field(default_factory=list)
@@ -230,6 +234,9 @@ def measure(clips: list[Clip], long: Clip | None, ctx: Context) -> SpeedResult:
         result.rows.append(row)
         ctx.log(f"  speed {clip.name}: plugin {row.plugin_ms:.1f} ms, baseline {row.baseline_ms:.1f} ms, "
                 f"ratio {row.ratio:.2f}")
+    result.whatif_clip = next((r.clip for r in result.rows if r.clip.p720), None)
+    if result.whatif_clip is not None:
+        result.whatif = whatif(result.whatif_clip, ctx)
     if long is not None:
         result.long = selection_row(long, ctx, dirs, with_decode=True)
         ctx.log(f"  speed long clip: uniform / first {result.long.ratio:.2f}")
