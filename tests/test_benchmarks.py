@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
 
 pytest.importorskip("cv2", reason="the benchmarks need opencv-python-headless (pip install -e .[bench])")
 
-from benchmarks import clips, run  # noqa: E402
+from benchmarks import clips, suite  # noqa: E402
 from benchmarks.config import PROMPT, Context  # noqa: E402
 from cosmos_upsample_fix.model import load_model  # noqa: E402
 
@@ -34,8 +34,8 @@ def measured(tmp_path_factory: pytest.TempPathFactory):
         # a 720p-class clip that must shrink, and a one-frame still over the model's 1024-px cap that fits
         [clips.generated_clip(tmp, 720, 720, 2), clips.generated_still(tmp, 1600, 400)], None, [],
     )
-    results = run.measure(clipset, ctx, plan_requests=40, plan_exact=4, batch=2)
-    return results, run.report(results, clipset, ctx, "test", 0.0)
+    results = suite.measure(clipset, ctx, plan_requests=40, plan_exact=4, batch=2)
+    return results, suite.report(results, clipset, ctx, "test", 0.0)
 
 
 def test_no_problem_found(measured) -> None:
@@ -84,5 +84,5 @@ def test_prompt_batch_builds_no_engine_through_the_endpoint(measured) -> None:
 
 def test_quick_never_overwrites_the_committed_results() -> None:
     with pytest.raises(SystemExit) as exit_info:
-        run.main(["--quick", "--out", str(run.RESULTS)])
+        suite.main(["--quick", "--out", str(suite.RESULTS)])
     assert exit_info.value.code == 2
