@@ -57,6 +57,8 @@ VARIANTS = (
     Variant(PATCH_RESOURCE, "upstream from 2025-06-15 on (a distilled and a regular pipeline call)"),
     Variant("cosmos-transfer1-2025-03.patch", "upstream from 2025-03-26 to 2025-06-06 (one pipeline call)"),
 )
+# Patches of earlier releases of this package: recognised so that ``revert`` can take them out.
+EARLIER = (Variant("cosmos-transfer1-0.1.0.patch", "release 0.1.0 (--upsampler_policy only)"),)
 
 # Fault-injection seam: tests replace this to make the n-th move fail.
 _replace = os.replace
@@ -93,6 +95,15 @@ def shipped_patch(resource: str = PATCH_RESOURCE) -> str:
 def shipped_patches() -> list[str]:
     """Text of every shipped variant, the newest layout first."""
     return [shipped_patch(v.resource) for v in VARIANTS]
+
+
+def _earlier_applied(root: Path) -> tuple[Variant, _Survey] | None:
+    """The patch of an earlier release if the tree holds it, with its survey (for revert)."""
+    for variant in EARLIER:
+        survey = _survey_one(root, shipped_patch(variant.resource))
+        if survey.status.state is PatchState.APPLIED:
+            return variant, survey
+    return None
 
 
 # --------------------------------------------------------------------------- tree state
@@ -219,11 +230,13 @@ def _survey_one(root: Path, patch_text: str) -> _Survey:
     return _Survey(PatchStatus(PatchState.APPLICABLE, message), results)
 
 
-def _survey(cosmos_dir: str | os.PathLike[str], patch_text: str | None) -> _Survey:
+def _survey(cosmos_dir: str | os.PathLike[str], patch_text: str | None, *, reverting: bool = False) -> _Survey:
     """State of the tree under the variant that fits it best (the given patch alone if one is given).
 
     A variant the tree holds wins, then one that applies; when none fits, the reason comes
-    from the variant with the most files in a clean state (the newest layout on a tie).
+    from the variant with the most files in a clean state (the newest layout on a tie). A tree
+    holding an earlier release's patch is a mismatch that says to revert it, and ``reverting``
+    gets that patch's survey so that ``revert`` takes it out.
     """
     root = Path(cosmos_dir)
     reason = _not_a_checkout(root)
@@ -237,6 +250,17 @@ def _survey(cosmos_dir: str | os.PathLike[str], patch_text: str | None) -> _Surv
                 if patch_text is None:
                     logger.info("patch variant %s: %s", VARIANTS[index].resource, VARIANTS[index].covers)
                 return survey
+    if patch_text is None:
+        earlier = _earlier_applied(root)
+        if earlier is not None:
+            variant, survey = earlier
+            if reverting:
+                return survey
+            message = (
+                f"{root} holds the patch of {variant.covers}; run `cosmos-upsample-fix patch revert {root}`, "
+                "then `patch apply` for the current one"
+            )
+            return _Survey(PatchStatus(PatchState.MISMATCH, message), survey.results)
     return max(surveys, key=lambda s: sum(r.state is not PatchState.MISMATCH for r in s.results))
 
 
@@ -343,7 +367,7 @@ def _restore(replaced: list[tuple[Path, bytes, int, tuple[int, int]]]) -> list[P
 
 def _change(cosmos_dir: str | os.PathLike[str], patch_text: str | None, *, reverse: bool) -> list[Path]:
     """Shared body of :func:`apply` and :func:`revert`."""
-    survey = _survey(cosmos_dir, patch_text)
+    survey = _survey(cosmos_dir, patch_text, reverting=reverse)
     if survey.status.state is PatchState.MISMATCH:
         raise PatchError(survey.status.message)
     done = PatchState.APPLICABLE if reverse else PatchState.APPLIED

@@ -528,6 +528,32 @@ def test_preimage_helper_places_hunks_at_their_line_numbers() -> None:
 
 
 
+def test_earlier_release_patch_is_named_and_reverted(tmp_path: Path) -> None:
+    [earlier] = patch_tree.EARLIER
+    text = shipped_patch(earlier.resource)
+    assert '"--upsampler_endpoint",' not in text
+    root = make_preimage_tree(tmp_path / "t", text)
+    pristine = snapshot(root)
+    apply(root, patch_text=text)
+    patched = snapshot(root)
+    for action in ("check", "apply"):
+        code, out, err = cli_patch(action, root)
+        assert code == 2 and out == "" and "release 0.1.0" in err and "patch revert" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert snapshot(root) == patched
+    code, out, _ = cli_patch("revert", root)
+    assert code == 0 and out.startswith("reverted 3 files") and snapshot(root) == pristine
+
+
+@needs_history
+def test_earlier_release_patch_on_upstream_then_the_current_one(upstream: Path) -> None:
+    pristine = snapshot(upstream)
+    apply(upstream, patch_text=shipped_patch(patch_tree.EARLIER[0].resource))
+    assert check(upstream).state is PatchState.MISMATCH
+    assert len(revert(upstream)) == 3 and snapshot(upstream) == pristine
+    assert len(apply(upstream)) == 3 and check(upstream).state is PatchState.APPLIED
+
+
 # --------------------------------------------------------------------------- drifted trees (fuzz)
 
 
