@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .budget import ImageGrid, Limits, RequestCount, Size
-from .errors import BudgetError, InputError
-from .frames import VideoInfo, read_frames
+from .budget import UPSTREAM_LIMITS, ImageGrid, Limits, RequestCount, Size
+from .errors import InputError
+from .frames import VideoInfo, probe, read_frames
 from .images import resize, write_png
 from .model import UpsamplerModel, effective_prompt, load_model
 from .options import Options, Policy
@@ -25,10 +26,11 @@ from .policies import plan_sizes
 
 log = logging.getLogger(__name__)
 
-UPSTREAM_FRAMES = 2
-"""How many leading frames upstream's ``extract_video_frames`` takes from a video."""
+UPSTREAM_FRAMES = UPSTREAM_LIMITS.max_images
+"""How many leading frames upstream's ``extract_video_frames`` takes from a video (its image limit)."""
 
-
+SMALL_SIDE = 320
+"""A planned long side below this (the hand-made 320x180 hint clip) is logged as a warning."""
 
 @dataclass(frozen=True)
 class Plan:
@@ -61,9 +63,13 @@ class Plan:
         o, p = self.original, self.planned
         ow, oh = o.frame_sizes[0]
         pw, ph = p.frame_sizes[0]
+        if o.rejected:
+            verdict = "rejected by the installed mistral_common"
+        else:
+            verdict = "fits" if o.fits else f"over by {o.over_by}"
         return (
             f"upsampler frames {ow}x{oh} ({o.prompt_tokens} tokens, "
-            f"{'fits' if o.fits else f'over by {o.over_by}'}) -> {pw}x{ph} ({p.prompt_tokens} tokens of "
+            f"{verdict}) -> {pw}x{ph} ({p.prompt_tokens} tokens of "
             f"{self.limits.prompt_budget}), policy {self.policy.spec}, {self.select} frames "
             f"{list(self.frame_indices)}"
         )
@@ -83,6 +89,7 @@ class Plan:
                 "prompt_tokens": count.prompt_tokens,
                 "fits": count.fits,
                 "over_by": count.over_by,
+                "rejected": [list(s) for s in count.rejected],
                 "budget_use": round(count.budget_use, 4),
             }
 
@@ -146,13 +153,32 @@ def _source_name(source: Any) -> str:
     return os.fspath(source)
 
 
-def _original_sizes(info: VideoInfo, images: Sequence[np.ndarray]) -> tuple[list[Size], tuple[int, ...]]:
-    """What upstream sends: all listed images, or a video's first two frames, at full size."""
+def _original_sizes(source: Any, info: VideoInfo) -> tuple[list[Size], tuple[int, ...]]:
+    """What upstream sends: all listed images, or a video's first two frames, at full size.
+
+    A still goes as stored in the file (upstream's PIL/OpenCV path and vLLM do not apply
+    EXIF orientation); a video frame as its decoder shows it.
+    """
     if info.kind == "images":
-        return [(im.shape[1], im.shape[0]) for im in images], tuple(range(len(images)))
+        sizes = [info.stored_size] + [probe(p).stored_size for p in list(source)[1:]]
+        return sizes, tuple(range(len(sizes)))
+    if info.kind == "image":
+        return [info.stored_size], (0,)
     total = info.frame_count if info.frame_count is not None else UPSTREAM_FRAMES
     n = max(1, min(UPSTREAM_FRAMES, total))
     return [(info.width, info.height)] * n, tuple(range(n))
+
+
+def _warn_if_small(plan: Plan, sizes: Sequence[Size]) -> None:
+    """A WARNING when the plan shrank a frame below :data:`SMALL_SIDE` on its long side."""
+    planned = plan.planned.frame_sizes
+    if list(planned) == list(sizes) or max(max(s) for s in planned) >= SMALL_SIDE:
+        return
+    log.warning(
+        "cosmos-upsample-fix: the frames were shrunk to %s (long side under %d px) because the prompt itself "
+        "takes %d of the %d tokens available; use a shorter prompt, or send one frame (frames=1), for more detail",
+        "x".join(map(str, planned[0])), SMALL_SIDE, plan.planned.text_tokens, plan.limits.prompt_budget,
+    )
 
 
 def plan_frames(
@@ -162,12 +188,15 @@ def plan_frames(
     *,
     limits: Limits | None = None,
     model: UpsamplerModel | None = None,
+    flag: str = "--policy",
 ) -> PlannedFrames:
     """Read the selected frames of ``source`` and downsize them so the request fits.
 
     ``source`` is a video path, an image path, or a list of image paths (each one frame).
-    ``options`` says how (policy, selection, frame count); ``limits`` defaults to the
-    options' limits and ``model`` to the options' checkpoint folder (or the bundled tokenizer).
+    ``options`` says how (policy, selection, frame count: ``None`` is up to upstream's two,
+    fewer when the input has fewer; an explicit count the input cannot meet is an
+    InputError); ``limits`` defaults to the options' limits and ``model`` to the options'
+    checkpoint folder (or the bundled tokenizer). ``flag`` is the option a refusal names.
     Raises :class:`~cosmos_upsample_fix.errors.UpsampleFixError` subclasses on bad input or
     when nothing can fit; never sends or writes anything.
     """
@@ -175,22 +204,16 @@ def plan_frames(
     limits = limits or options.limits()
     model = model or load_model(options.checkpoint_dir)
     policy, select = options.policy, options.select
-    frames = UPSTREAM_FRAMES if options.frames is None else options.frames
     is_list = isinstance(source, (list, tuple))
-    count = len(source) if is_list else frames
-    if not isinstance(count, int) or count < 1:
-        raise InputError(f"the number of frames must be at least 1, got {count!r}")
-    if count > limits.max_images:
-        raise BudgetError(
-            f"{count} frames asked but the engine allows {limits.max_images} images per prompt; use --frames "
-            f"{limits.max_images} or fewer"
-        )
-    info, picked = read_frames(source, count=count, select=select)
+    exact = options.frames is not None
+    count = options.frames if options.frames is not None else min(UPSTREAM_FRAMES, limits.max_images)
+    limits.check_images(len(source) if is_list else count)
+    info, picked = read_frames(source, count, select, exact=exact)
     images = [f.image for f in picked]
     sizes = [(im.shape[1], im.shape[0]) for im in images]
     text_tokens = model.text_tokens(prompt)
-    original_sizes, original_indices = _original_sizes(info, images)
-    targets = plan_sizes(sizes, text_tokens, model.grid, limits, policy)
+    original_sizes, original_indices = _original_sizes(source, info)
+    targets = plan_sizes(sizes, text_tokens, model.grid, limits, policy, flag=flag)
     plan = Plan(
         source=_source_name(source),
         kind=info.kind,
@@ -205,6 +228,7 @@ def plan_frames(
         frame_indices=tuple(f.index for f in picked),
     )
     log.debug("planned %s for %r", plan.summary(), effective_prompt(prompt)[:60])
+    _warn_if_small(plan, sizes)
     return PlannedFrames(plan, resize_all(images, targets))
 
 

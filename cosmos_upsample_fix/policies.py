@@ -4,7 +4,9 @@ A policy is one string:
 
 ``fit`` (default)
     The largest sizes that keep each frame's aspect ratio, never upscale, and make the
-    whole request fit. Frames whose request already fits pass through unchanged. Otherwise
+    whole request fit. Frames whose request already fits pass through unchanged (those
+    over the model's ``max_image_size`` are sent at the size the model would shrink them
+    to, same token grid: see :func:`~.budget.presized`). Otherwise
     every target sits on the model's patch grid (multiples of ``patch × merge``), with the
     grid whose aspect ratio is closest to the frame's, so the model's own resize is a no-op.
 ``max-side:N``, ``max-pixels:N``, ``scale:F``
@@ -26,7 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .budget import ImageGrid, Limits, Size, count_request, grid_tokens, min_image_tokens
+from .budget import ImageGrid, Limits, Size, count_request, grid_tokens, min_image_tokens, presized
 from .errors import BudgetError
 from .options import Fit, Fixed, Original, Policy, parse_policy
 
@@ -88,36 +90,48 @@ class _Frame:
 
 
 def plan_sizes(
-    sizes: Sequence[Size], text_tokens: int, grid: ImageGrid, limits: Limits, policy: Policy | str = "fit"
+    sizes: Sequence[Size],
+    text_tokens: int,
+    grid: ImageGrid,
+    limits: Limits,
+    policy: Policy | str = "fit",
+    *,
+    flag: str = "--policy",
 ) -> list[Size]:
     """Target sizes for frames of ``sizes`` under ``policy``; raises BudgetError if none fit.
 
     ``text_tokens`` is the request's length without images (see :func:`count_request`).
+    ``flag`` is the option a refusal tells the user to change (``--upsampler_policy`` in Cosmos).
     """
     policy = parse_policy(policy)
     sizes = [(int(w), int(h)) for w, h in sizes]
     if not sizes:
         raise BudgetError("no frames to send")
-    if len(sizes) > limits.max_images:
-        raise BudgetError(f"{len(sizes)} frames asked but the engine allows {limits.max_images} images per prompt")
+    limits.check_images(len(sizes))
     budget = limits.prompt_budget
     how = f"max_model_len {limits.max_model_len} − {limits.reserved_output_tokens} reserved for the answer"
 
     if isinstance(policy, (Original, Fixed)):
         targets = sizes if isinstance(policy, Original) else [policy.size] * len(sizes)
-        need = count_request(targets, text_tokens, grid, limits).prompt_tokens
-        if need > budget:
-            shown = "x".join(map(str, targets[0]))
+        count = count_request(targets, text_tokens, grid, limits)
+        if count.rejected:
+            shown = "x".join(map(str, count.rejected[0]))
+            raise BudgetError(
+                f"policy {policy.spec}: the installed mistral_common (older than 1.12) rejects a {shown} image (its "
+                f"short side rounds to 0 pixels at the {grid.max_image_size}-pixel cap); use {flag} fit to resize it"
+            )
+        if count.prompt_tokens > budget:
+            need, shown = count.prompt_tokens, "x".join(map(str, targets[0]))
             raise BudgetError(
                 f"policy {policy.spec} needs {need} tokens for {len(targets)} frame(s) at {shown}, over the budget of "
-                f"{budget} ({how}) by {need - budget}; use --policy fit to downsample just enough"
+                f"{budget} ({how}) by {need - budget}; use {flag} fit to downsample just enough"
             )
         return list(targets)
 
     original = count_request(sizes, text_tokens, grid, limits)
     bounds = [_bound(policy, s) for s in sizes]
-    if original.prompt_tokens <= budget and all(b(s) for b, s in zip(bounds, sizes)):
-        return list(sizes)
+    if original.fits and all(b(s) for b, s in zip(bounds, sizes)):
+        return [presized(s, grid) for s in sizes]
 
     smallest = text_tokens + len(sizes) * min_image_tokens()
     if smallest > budget:
@@ -130,7 +144,7 @@ def plan_sizes(
     if not result:
         raise BudgetError(
             f"policy {policy.spec} allows no size on the {grid.unit}-pixel patch grid for "
-            f"{'x'.join(map(str, sizes[0]))} frames; raise the bound or use fit"
+            f"{'x'.join(map(str, sizes[0]))} frames; raise the bound or use {flag} fit"
         )
     return result
 

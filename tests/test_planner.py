@@ -64,7 +64,9 @@ def test_engine_limits_are_honoured(clip_1280):
     small = plan_frames(clip_1280, PROMPT, limits=Limits(max_model_len=2048, reserved_output_tokens=300))
     assert small.plan.planned.prompt_tokens <= 2048 - 300
     big = plan_frames(clip_1280, PROMPT, limits=Limits(max_model_len=8192))
-    assert big.plan.planned.frame_sizes[0] == (1280, 704)  # fits as is: passed through
+    # fits as is, but over the 1024-px cap: sent at the size the model's own resize makes, same tokens
+    assert big.plan.planned.frame_sizes[0] == (1024, 576)
+    assert big.plan.planned.prompt_tokens == big.plan.original.prompt_tokens
     one = plan_frames(clip_1280, PROMPT, Options.build(frames=1))
     assert len(one.plan.planned.frame_sizes) == 1 and one.plan.fits
     with pytest.raises(BudgetError, match="allows 2 images"):
@@ -81,7 +83,7 @@ def test_image_list_and_single_image(tmp_path):
     out.mkdir()
     assert _sent_tokens(planned.write(out)) == planned.plan.planned.prompt_tokens
     single = plan_frames(str(a), PROMPT, Options.build(frames=1))
-    assert single.plan.kind == "image" and single.plan.planned.frame_sizes == ((1920, 1080),)
+    assert single.plan.kind == "image" and single.plan.planned.frame_sizes == ((1024, 576),)  # the model's size
 
 
 def test_policies_reach_the_frames(clip_1280):
@@ -120,3 +122,105 @@ def test_bad_input_is_a_one_line_package_error(tmp_path, bad):
     with pytest.raises(UpsampleFixError) as info:
         plan_frames(tmp_path / bad, PROMPT)
     assert "\n" not in str(info.value) and bad in str(info.value)
+
+
+# --------------------------------------------------------------------------- one-frame inputs, EXIF, warnings
+
+
+def test_one_frame_inputs_send_their_one_frame_by_default(tmp_path):
+    one = make_clip(tmp_path / "one.mp4", 1280, 704, frames=1)
+    planned = plan_frames(one, PROMPT)
+    assert planned.plan.frame_indices == (0,) and planned.plan.original.frame_sizes == ((1280, 704),)
+    assert planned.plan.fits and len(planned.images) == 1
+    still = make_image(tmp_path / "still.png", 1920, 1080)
+    assert len(plan_frames(still, PROMPT).images) == 1
+    assert len(plan_frames([str(still)], PROMPT).images) == 1
+    # an explicit count the input cannot meet is the user's error
+    for source in (one, still):
+        with pytest.raises(InputError, match="1 frame"):
+            plan_frames(source, PROMPT, Options.build(frames=2))
+
+
+def test_default_frame_count_follows_the_engine_image_limit(clip_1280):
+    planned = plan_frames(clip_1280, PROMPT, limits=Limits(max_images=1))
+    assert planned.plan.frame_indices == (0,) and planned.plan.fits
+
+
+def test_refusals_name_the_flag_of_the_caller(clip_1280):
+    with pytest.raises(BudgetError, match="use --upsampler_policy fit"):
+        plan_frames(clip_1280, PROMPT, Options.build(policy="none"), flag="--upsampler_policy")
+    with pytest.raises(BudgetError, match="use --policy fit"):
+        plan_frames(clip_1280, PROMPT, Options.build(policy="fixed:1280x704"))
+
+
+def test_exif_still_original_counts_the_stored_size(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "portrait.jpg"
+    image = Image.new("RGB", (1600, 900), (10, 120, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    image.save(path, exif=exif, quality=95)
+    planned = plan_frames(path, PROMPT)
+    model = load_model()
+    assert planned.plan.original.frame_sizes == ((1600, 900),)  # what upstream and vLLM see
+    assert planned.plan.original.prompt_tokens == len(model.encode(PROMPT, [Image.open(path)]))
+    width, height = planned.plan.planned.frame_sizes[0]
+    assert height > width  # the planned frame honours the orientation
+
+
+def test_tiny_frames_are_warned_about_with_the_prompt_length(clip_1280, caplog):
+    long_prompt = "robot arm " * 1700
+    with caplog.at_level("WARNING", logger="cosmos_upsample_fix"):
+        planned = plan_frames(clip_1280, long_prompt)
+    assert max(planned.plan.planned_size) < 320
+    text = load_model().text_tokens(long_prompt)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(text) in warnings[0] and "shorter prompt" in warnings[0]
+    assert "one frame" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cosmos_upsample_fix"):
+        plan_frames(clip_1280, PROMPT)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_frames_over_the_cap_are_presized_to_the_model_size_and_count_the_same(tmp_path):
+    wide = make_image(tmp_path / "wide.png", 2560, 1080, index=2)
+    planned = plan_frames(wide, PROMPT)
+    assert planned.plan.original.prompt_tokens == planned.plan.planned.prompt_tokens
+    assert planned.plan.planned.frame_sizes == ((1024, 432),)
+    out = tmp_path / "out"
+    out.mkdir()
+    files = planned.write(out)
+    assert _sent_tokens(files) == planned.plan.planned.prompt_tokens
+    assert frame_marker(planned.images[0]) == 2
+
+
+def test_frames_at_the_cap_pass_through_pixel_identical(tmp_path):
+    from PIL import Image
+
+    path = make_image(tmp_path / "cap.png", 1024, 400, index=1)
+    planned = plan_frames(path, PROMPT)
+    assert planned.plan.planned.frame_sizes == ((1024, 400),)
+    assert np.array_equal(planned.images[0], np.asarray(Image.open(path).convert("RGB")))
+
+
+@pytest.mark.parametrize("size", [(1, 4000), (4000, 1)])
+def test_sizes_the_installed_version_rejects_are_never_planned(tmp_path, size):
+    from PIL import Image
+
+    model = load_model()
+    path = tmp_path / "thin.png"
+    Image.new("RGB", size, (200, 30, 30)).save(path)
+    planned = plan_frames(path, PROMPT)
+    assert planned.plan.fits and not planned.plan.planned.rejected
+    out = tmp_path / "out"
+    out.mkdir()
+    assert _sent_tokens(planned.write(out)) == planned.plan.planned.prompt_tokens
+    if model.grid.clamps_to_one_pixel:
+        assert planned.plan.original.fits
+    else:
+        assert planned.plan.original.rejected == (size,) and not planned.plan.original.fits
+        assert "rejected" in planned.plan.summary()
+        with pytest.raises(BudgetError, match="rejects"):
+            plan_frames(path, PROMPT, Options.build(policy="none"))

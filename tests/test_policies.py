@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from cosmos_upsample_fix.budget import ImageGrid, Limits, count_request, model_pixels
+from cosmos_upsample_fix.budget import ImageGrid, Limits, count_request, model_pixels, presized
 from cosmos_upsample_fix.errors import BudgetError, PolicySpecError
 from cosmos_upsample_fix.policies import Fit, Fixed, Original, parse_policy, plan_sizes
 
@@ -58,8 +58,30 @@ def test_bad_policy_strings_raise_one_line_errors(text):
 
 
 def test_fitting_frames_pass_through_unchanged():
-    for size in [(640, 480), (320, 180), (928, 510), (1, 4000), (4000, 2), (655, 487)]:
+    for size in [(640, 480), (320, 180), (928, 510), (655, 487), (1024, 3), (1, 1024)]:
         assert plan_sizes([size, size], TEXT, GRID, LIMITS) == [size, size]
+
+
+def test_fitting_frames_over_the_cap_are_sent_at_the_model_size():
+    for size, expected in [((1, 4000), (1, 1024)), ((4000, 2), (1024, 2)), ((2560, 1080), (1024, 432))]:
+        planned = plan_sizes([size], TEXT, GRID, LIMITS)
+        assert planned == [expected]
+        before = count_request([size], TEXT, GRID, LIMITS).prompt_tokens
+        assert count_request(planned, TEXT, GRID, LIMITS).prompt_tokens == before
+    # under "none" the original goes as is
+    assert plan_sizes([(2560, 1080)], TEXT, GRID, LIMITS, "none") == [(2560, 1080)]
+
+
+def test_sizes_an_old_tokenizer_rejects_are_resized_or_refused():
+    old = ImageGrid(16, 1024, clamps_to_one_pixel=False)
+    for size in [(1, 4000), (4000, 1), (3000, 1)]:
+        planned = plan_sizes([size, (64, 64)], TEXT, old, LIMITS)
+        count = count_request(planned, TEXT, old, LIMITS)
+        assert count.fits and not count.rejected and max(planned[0]) <= 1024
+        assert planned[1] == (64, 64)
+        for spec in ("none", f"fixed:{size[0]}x{size[1]}"):
+            with pytest.raises(BudgetError, match=r"rejects a .* image.*use --upsampler_policy fit"):
+                plan_sizes([size], TEXT, old, LIMITS, spec, flag="--upsampler_policy")
 
 
 @pytest.mark.parametrize(
@@ -79,7 +101,7 @@ def _check_fit(sizes, text, grid, limits, planned):
     assert count.fits, (sizes, planned, count)
     original = count_request(sizes, text, grid, limits)
     if original.fits:
-        assert planned == list(sizes)
+        assert planned == [presized(s, grid) for s in sizes]
         return
     for (tw, th), (w, h) in zip(planned, sizes):
         assert tw <= w and th <= h, "never upscales"

@@ -28,12 +28,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cosmos_upsample_fix.budget import ImageGrid, Limits, count_request, image_grid, min_image_tokens
+from cosmos_upsample_fix.budget import ImageGrid, Limits, count_request, image_grid, min_image_tokens, presized
 from cosmos_upsample_fix.errors import BudgetError
-from cosmos_upsample_fix.model import load_model
+from cosmos_upsample_fix.model import clamps_to_one_pixel, load_model
 from cosmos_upsample_fix.policies import parse_policy, plan_sizes
 
-GRID = ImageGrid(patch_size=16, max_image_size=1024)  # Pixtral-12B (tekken_240911.json)
+# Pixtral-12B (tekken_240911.json), with the installed mistral_common's rounding rule
+GRID = ImageGrid(patch_size=16, max_image_size=1024, clamps_to_one_pixel=clamps_to_one_pixel())
 CHAT_OVERHEAD = 3  # BOS, [INST], [/INST]
 WORD = " cat"  # one token per repetition with Pixtral's tokenizer (checked below)
 
@@ -105,7 +106,8 @@ def check_fit_plan(frames, text: int, limits: Limits, planned) -> int:
     assert count.fits, (frames, text, limits, planned, count.prompt_tokens)
     original = count_request(frames, text, GRID, limits)
     if original.fits:
-        assert planned == list(frames), "a request that fits passes through unchanged"
+        # a request that fits passes through unchanged (frames over the cap at the model's own size)
+        assert planned == [presized(f, GRID) for f in frames]
     for (tw, th), (w, h) in zip(planned, frames):
         assert 1 <= tw <= w and 1 <= th <= h, ("never upscales", (w, h), (tw, th))
         assert within_one_patch((tw, th), (w, h)), ("aspect", (w, h), (tw, th))
