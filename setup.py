@@ -18,11 +18,11 @@ setup(
         "av>=12",
         "numpy>=1.23",
         "pillow>=9.1",
-        "mistral-common>=1.5.4",
+        "mistral-common>=1.5.4",  # vLLM 0.8's floor; counting follows the installed version's rules
         "packaging>=21",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "opencv-python-headless>=4.8"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "opencv-python-headless>=4.8", "ruff>=0.5", "mypy>=1.10"],
         # mistral_common needs OpenCV to tokenize images (the demo's and tests' exact cross-check)
         "demo": ["opencv-python-headless>=4.8"],
         "bench": ["opencv-python-headless>=4.8"],

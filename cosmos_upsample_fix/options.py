@@ -175,7 +175,7 @@ def parse_policy(spec: str | Policy | None) -> Policy:
     if not arg:
         raise PolicySpecError(f"policy {spec!r} needs an argument ({hint})")
     if kind in ("max-side", "max-pixels"):
-        if not _INT.match(arg) or int(arg) <= 0:
+        if not _INT.match(arg):
             raise PolicySpecError(f"policy {spec!r}: N must be a positive whole number of pixels")
         return Fit(max_side=int(arg)) if kind == "max-side" else Fit(max_pixels=int(arg))
     if kind == "scale":
@@ -183,13 +183,8 @@ def parse_policy(spec: str | Policy | None) -> Policy:
             factor = float(arg)
         except ValueError:
             raise PolicySpecError(f"policy {spec!r}: F must be a number in (0, 1]") from None
-        if math.isnan(factor) or not 0 < factor <= 1:
-            raise PolicySpecError(f"policy {spec!r}: F must be in (0, 1]; the plugin never upscales")
         return Fit(scale=factor)
-    match = _SIZE.match(arg)
-    if not match or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
-        raise PolicySpecError(f"policy {spec!r}: expected fixed:WxH with positive whole numbers, e.g. fixed:640x352")
-    return Fixed(int(match.group(1)), int(match.group(2)))
+    return Fixed(*parse_size(arg, "policy fixed:"))
 
 
 def _positive_or_none(name: str, value: Any, minimum: int = 1) -> None:

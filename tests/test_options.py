@@ -1,0 +1,162 @@
+"""Options: building at each edge, precedence, validation, and the policy's string form."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cosmos_upsample_fix.budget import UPSTREAM_LIMITS, Limits
+from cosmos_upsample_fix.errors import PolicySpecError
+from cosmos_upsample_fix.options import (
+    ENDPOINT_ENV,
+    ON_ERROR_ENV,
+    POLICY_ENV,
+    SELECTIONS,
+    Fit,
+    Fixed,
+    Options,
+    Original,
+    parse_policy,
+    parse_size,
+)
+
+
+def test_defaults_are_upstreams():
+    options = Options()
+    assert options == Options.build() == Options.from_env({})
+    assert (options.policy, options.select, options.frames, options.on_error) == (Fit(), "first", None, "raise")
+    assert options.limits() == UPSTREAM_LIMITS == Limits(4096, 300, 2)
+    assert SELECTIONS == ("first", "uniform", "ends")
+
+
+def test_build_parses_loose_values():
+    options = Options.build(
+        policy="max-side:640", select="uniform", frames=1, on_error="skip", max_model_len=8192, reserve_output=0,
+        max_images=3, checkpoint_dir=__import__("pathlib").Path("/ckpt"), endpoint=" http://host:8000/v1/ ",
+    )
+    assert options.policy == Fit(max_side=640)
+    assert (options.select, options.frames, options.on_error) == ("uniform", 1, "skip")
+    assert options.checkpoint_dir == "/ckpt" and options.endpoint == "http://host:8000/v1"
+    assert options.limits() == Limits(8192, 0, 3)
+    live = Limits(2048, 100, 1)
+    assert options.limits(live) is live  # a live engine's values win
+
+
+def test_limits_fall_back_one_by_one():
+    assert Options.build(max_model_len=8192).limits() == Limits(8192, 300, 2)
+    assert Options.build(reserve_output=10).limits() == Limits(4096, 10, 2)
+    assert Options.build(max_images=1).limits() == Limits(4096, 300, 1)
+
+
+def test_from_env_explicit_wins_over_environment_over_default():
+    env = {POLICY_ENV: " fixed:640x352 ", ON_ERROR_ENV: "fallback", ENDPOINT_ENV: "http://env:1"}
+    from_env = Options.from_env(env)
+    assert from_env.policy == Fixed(640, 352) and from_env.on_error == "fallback"
+    assert from_env.endpoint == "http://env:1"
+    explicit = Options.from_env(env, policy="none", on_error="skip", endpoint="https://mine:2")
+    assert (explicit.policy, explicit.on_error, explicit.endpoint) == (Original(), "skip", "https://mine:2")
+    # None and empty values do not count as given
+    assert Options.from_env({POLICY_ENV: "", ON_ERROR_ENV: ""}, policy=None) == Options()
+    assert Options.from_env({POLICY_ENV: "scale:0.5"}, frames=1) == Options(policy=Fit(scale=0.5), frames=1)
+
+
+def test_from_env_reads_os_environ(monkeypatch):
+    monkeypatch.setenv(POLICY_ENV, "max-pixels:1000")
+    monkeypatch.delenv(ON_ERROR_ENV, raising=False)
+    monkeypatch.delenv(ENDPOINT_ENV, raising=False)
+    assert Options.from_env().policy == Fit(max_pixels=1000)
+    with pytest.raises(PolicySpecError):
+        monkeypatch.setenv(ON_ERROR_ENV, "explode")
+        Options.from_env()
+
+
+def test_with_flags_wins_only_when_given():
+    base = Options.build(policy="none", endpoint="http://a:1", frames=1)
+    assert base.with_flags() is base
+    assert base.with_flags(policy="", endpoint="") is base
+    flagged = base.with_flags(policy="fit", endpoint="http://b:2/")
+    assert (flagged.policy, flagged.endpoint, flagged.frames) == (Fit(), "http://b:2", 1)
+    assert base.with_flags(endpoint="http://c:3").policy == Original()
+    with pytest.raises(PolicySpecError):
+        base.with_flags(policy="bogus")
+    with pytest.raises(PolicySpecError):
+        base.with_flags(endpoint="ftp://x")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(select="last"), dict(on_error="ignore"), dict(frames=0), dict(frames=-1), dict(frames=1.5),
+     dict(frames=True), dict(max_model_len=0), dict(reserve_output=-1), dict(max_images=0),
+     dict(max_model_len=300), dict(max_model_len=100, reserve_output=100), dict(endpoint="localhost:8000"),
+     dict(endpoint="http://"), dict(policy="scale:2")],
+)
+def test_bad_options_are_one_line_spec_errors(kwargs):
+    with pytest.raises(PolicySpecError) as info:
+        Options.build(**kwargs)
+    assert str(info.value) and "\n" not in str(info.value)
+
+
+def test_options_take_only_parsed_policies():
+    with pytest.raises(PolicySpecError, match="parse_policy"):
+        Options(policy="fit")  # type: ignore[arg-type]
+    assert Options.build(policy=Fixed(8, 8)).policy == Fixed(8, 8)
+    assert Options.build(endpoint="  ").endpoint is None
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [Fit(), Fit(max_side=640), Fit(max_pixels=300000), Fit(scale=0.5), Fit(scale=1.0), Fit(scale=0.125),
+     Fixed(640, 352), Original()],
+)
+def test_spec_round_trips(policy):
+    assert parse_policy(policy.spec) == policy
+    assert str(policy) == policy.spec
+    assert parse_policy(policy) is policy
+
+
+def test_specs_are_canonical():
+    assert [p.spec for p in (Fit(), Original(), Fit(max_side=8), Fit(max_pixels=9), Fit(scale=0.25), Fixed(3, 4))] == [
+        "fit", "none", "max-side:8", "max-pixels:9", "scale:0.25", "fixed:3x4"
+    ]
+    assert Fit(max_side=8, max_pixels=9, scale=0.5).spec == "max-side:8,max-pixels:9,scale:0.5"
+    assert parse_policy(" Max-Side : 640 ") == Fit(max_side=640)
+    assert parse_policy(None) == Fit()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(max_side=0), dict(max_pixels=-2), dict(max_side=True), dict(max_side=2.0), dict(scale=0),
+               dict(scale=1.01), dict(scale=math.nan), dict(scale=True), dict(scale="0.5")]
+)
+def test_fit_bounds_are_validated(kwargs):
+    with pytest.raises(PolicySpecError):
+        Fit(**kwargs)
+
+
+@pytest.mark.parametrize("width, height", [(0, 1), (1, 0), (-1, 5), (True, 5), (2.0, 3)])
+def test_fixed_is_validated(width, height):
+    with pytest.raises(PolicySpecError):
+        Fixed(width, height)
+
+
+def test_fit_bounds_allow():
+    assert Fit().allows((5000, 5000), (5000, 5000))
+    assert Fit(max_side=640).allows((640, 100), (1280, 200)) and not Fit(max_side=640).allows((641, 1), (2000, 2))
+    assert Fit(max_side=640).allows((100, 640), (200, 1280)) and not Fit(max_side=640).allows((1, 641), (2, 2000))
+    assert Fit(max_pixels=100).allows((10, 10), (20, 20)) and not Fit(max_pixels=99).allows((10, 10), (20, 20))
+    assert Fit(scale=0.5).allows((640, 352), (1280, 704))
+    assert not Fit(scale=0.5).allows((641, 352), (1280, 704))
+    assert not Fit(scale=0.5).allows((640, 353), (1280, 704))
+
+
+@pytest.mark.parametrize(
+    "text, size", [("640x352", (640, 352)), (" 640X352 ", (640, 352)), ("1×2", (1, 2)), ("0010x0020", (10, 20))]
+)
+def test_parse_size(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "640", "640x", "x352", "0x10", "10x0", "6.5x2", "-1x2", "axb", "1x2x3"])
+def test_parse_size_rejects(text):
+    with pytest.raises(PolicySpecError, match="frame size") as info:
+        parse_size(text, "frame size")
+    assert "WxH" in str(info.value)
