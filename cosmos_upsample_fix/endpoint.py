@@ -240,7 +240,7 @@ def upsample_remote(
         client = client_for(options.endpoint)
     limits = client.limits(options)
     model = model or load_model(options.checkpoint_dir)
-    planned = plan_frames(source, prompt, options, limits=limits, model=model)  # flag: see report
+    planned = plan_frames(source, prompt, options, limits=limits, model=model, flag=flag)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cosmos-upsample-fix-") as folder:
         paths = planned.write(folder)

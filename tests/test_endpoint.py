@@ -157,8 +157,8 @@ def test_a_still_image_list_is_sent_in_order(server, tmp_path):
 
 def test_a_policy_that_cannot_fit_is_refused_before_sending(server, clip_720):
     before = len(server.chats())
-    with pytest.raises(BudgetError):
-        upsample_remote(clip_720, PROMPT, Options(endpoint=server.url, policy=Original()))
+    with pytest.raises(BudgetError, match="use --upsampler_policy fit"):
+        upsample_remote(clip_720, PROMPT, Options(endpoint=server.url, policy=Original()), flag="--upsampler_policy")
     assert len(server.chats()) == before
 
 
