@@ -677,6 +677,8 @@ def test_every_upstream_revision_since_2025_03_26(tmp_path: Path) -> None:
         before = snapshot(root)
         try:
             assert check(root).state is PatchState.APPLICABLE, check(root).message
+            fits = [check(root, patch_text=text).state is PatchState.APPLICABLE for text in shipped_patches()]
+            assert fits == ([True, False] if rev.date >= "2025-06-15" else [False, True]), fits  # as the README says
             assert len(apply(root)) == 3 and check(root).state is PatchState.APPLIED and apply(root) == []
             for rel in files:
                 compile((root / rel).read_bytes(), str(root / rel), "exec", dont_inherit=True)
