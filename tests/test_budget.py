@@ -71,7 +71,7 @@ def _reference_tokens(model, sizes, prompt, as_data_url=False) -> int:
 
 
 def test_closed_form_equals_mistral_common_for_random_sizes(model):
-    sizes = _random_sizes(220)
+    sizes = _random_sizes(120)
     for i, size in enumerate(sizes):
         # one or two frames per request, of possibly different sizes
         frames = [size] if i % 3 == 0 else [size, sizes[(i * 7 + 3) % len(sizes)]]
