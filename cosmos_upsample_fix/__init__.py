@@ -5,7 +5,8 @@ Public API (imported lazily, so ``import cosmos_upsample_fix`` stays cheap on ev
 - :func:`install` / :func:`uninstall`: put the budget-fitting hook around upstream's
   ``PixtralPromptUpsampler._prompt_upsample_with_offload`` (before or after Cosmos is imported).
 - :func:`plan_frames`: read a video's frames and downsize them so the request fits.
-- :func:`parse_policy`, :class:`Limits`: the policy string and the engine limits.
+- :class:`Options`, :func:`parse_policy`, :class:`Limits`: the user's options, the policy
+  string, and the engine limits.
 - :class:`UpsampleFixError`: the base of every error the package raises on purpose.
 """
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["install", "uninstall", "plan_frames", "parse_policy", "Limits", "UpsampleFixError", "__version__"]
+__all__ = [
+    "install", "uninstall", "plan_frames", "Options", "parse_policy", "Limits", "UpsampleFixError", "__version__"
+]
 
 _EXPORTS = {
     "install": "runtime",
     "uninstall": "runtime",
     "plan_frames": "planner",
-    "parse_policy": "policies",
+    "Options": "options",
+    "parse_policy": "options",
     "Limits": "budget",
     "UpsampleFixError": "errors",
 }
