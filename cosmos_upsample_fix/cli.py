@@ -1,7 +1,9 @@
-"""The ``cosmos-upsample-fix`` command: inspect, prepare, hint, demo, patch.
+"""The ``cosmos-upsample-fix`` command: inspect, prepare, hint, upsample, scan, demo, table, patch.
 
 Only this module prints. Exit status: 0 when the plan fits (or the patch action
-succeeded), 2 with a one-line message on bad input or when nothing can fit.
+succeeded), 2 with a one-line message on bad input or when nothing can fit, 1 for an
+internal error, 141 when the reader of the output went away (``| head``), as for any
+program stopped by SIGPIPE.
 """
 from __future__ import annotations
 
@@ -9,123 +11,121 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
-from .budget import Limits, RequestCount
 from .errors import UpsampleFixError
-from .options import Options
-from .planner import Plan, PlannedFrames, plan_frames
+from .options import ENDPOINT_ENV, Options
+from .planner import UPSTREAM_FRAMES, Plan, PlannedFrames, plan_frames
+from .report import format_report
+from .scan import local_only
 
 PROG = "cosmos-upsample-fix"
 DEMO_PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 TABLE_SIZES = ("320x180", "640x480", "928x510", "960x540", "960x704", "1280x704", "1280x720", "1920x1080",
                "3840x2160", "1280x800", "1024x1024", "882x1568")
+SIGPIPE_STATUS = 141
+"""128 + SIGPIPE: what a shell reports for a program whose reader closed the pipe."""
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prompt", default="", help="the prompt to upsample (empty: upstream's default text)")
-    parser.add_argument("--policy", default="fit", help="fit (default), max-side:N, max-pixels:N, scale:F, fixed:WxH, none")
-    parser.add_argument("--frames", type=int, default=2, help="frames to send (default 2, at most --max-images)")
-    parser.add_argument("--select", default="first", choices=("first", "uniform", "ends"), help="which frames (default first)")
+def _common(parser: argparse.ArgumentParser, prompt: str | None = "") -> None:
+    parser.add_argument("--prompt", default=prompt, help="the prompt to upsample (empty: upstream's default text)")
+    parser.add_argument("--policy", default="fit",
+                        help="fit (default), max-side:N, max-pixels:N, scale:F, fixed:WxH, none")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames to send (default: up to 2, as upstream; fewer when the input has fewer)")
+    parser.add_argument("--select", default="first", choices=("first", "uniform", "ends"),
+                        help="which frames (default first)")
     parser.add_argument("--max-model-len", type=int, default=4096, help="the engine's context length (default 4096)")
     parser.add_argument("--reserve-output", type=int, default=300, help="tokens kept for the answer (default 300)")
     parser.add_argument("--max-images", type=int, default=2, help="images the engine allows per prompt (default 2)")
     parser.add_argument("--checkpoint-dir", help="upstream's checkpoint folder or the upsampler model folder")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="what upstream would send, and what the policy plans")
     p.add_argument("inputs", nargs="+", metavar="VIDEO", help="a video, an image, or several images (one frame each)")
+    p.add_argument("--preview", metavar="OUT.png",
+                   help="also draw the first frame as the model sees it (plan, 320x180 hint, upstream)")
     _common(p)
 
-    p = sub.add_parser("prepare", help="write the exact frames the upsampler would receive as PNG files")
+    p = sub.add_parser("prepare", help="write the frames the upsampler would receive as PNG files")
     p.add_argument("inputs", nargs="+", metavar="VIDEO")
     p.add_argument("--out-dir", required=True, help="folder for the PNG files (created if missing; never overwritten)")
     _common(p)
 
-    p = sub.add_parser("hint", help="write a small mp4 whose frames fit the budget, for the standalone upsampler")
+    p = sub.add_parser("hint", help="write a small mp4 that fits, for the standalone upsampler")
     p.add_argument("inputs", nargs="+", metavar="VIDEO")
-    p.add_argument("-o", "--output", required=True, help="the mp4 to write (never overwritten)")
+    p.add_argument("-o", "--output", required=True,
+                   help="the mp4 to write (never overwritten); a folder (or a name ending in /) gets NAME_hint.mp4; "
+                        "missing folders are created")
     _common(p)
+
+    p = sub.add_parser("upsample", help="send the fitted request to an upsampler server, print its prompt")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("--endpoint",
+                   help=f"the server's OpenAI base URL, e.g. http://HOST:8000/v1 (default: ${ENDPOINT_ENV})")
+    _common(p)
+
+    p = sub.add_parser("scan", help="plan many files, folders, or an upstream specs/batch run")
+    p.add_argument("inputs", nargs="*", metavar="PATH", help="video or image files, and folders (searched recursively)")
+    p.add_argument("--controlnet_specs", metavar="FILE.json", help="upstream's specs file (one item, or the batch's)")
+    p.add_argument("--batch_input_path", metavar="FILE.jsonl", help="upstream's batch file: one item per line")
+    p.add_argument("--input_video_path", metavar="VIDEO", help="upstream's flag: the input video of a specs item")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="worker processes (default: the usable cores)")
+    p.add_argument("--preview-dir", metavar="DIR", help="also draw one preview PNG per item into DIR")
+    _common(p, prompt=None)
 
     p = sub.add_parser("demo", help="show the failure and the fix on a generated 1280x704 clip")
     p.add_argument("--out-dir", help="folder for the clip and frames (default: a new temporary folder)")
     _common(p)
     p.set_defaults(prompt=DEMO_PROMPT)
 
-    p = sub.add_parser("table", help="a Markdown table of frame sizes, their token costs, and the fit plan")
+    p = sub.add_parser("table", help="a Markdown table of frame sizes, token costs and the plan")
     p.add_argument("sizes", nargs="*", metavar="WxH", help=f"frame sizes (default: {' '.join(TABLE_SIZES)})")
     _common(p)
     p.set_defaults(prompt=DEMO_PROMPT)
 
-    p = sub.add_parser("patch", help="apply, check or revert the source patch on a cosmos-transfer1 checkout")
+    p = sub.add_parser("patch", help="apply, check or revert the source patch on a Cosmos checkout")
     p.add_argument("action", choices=("apply", "check", "revert"))
     p.add_argument("cosmos_dir", metavar="COSMOS_DIR")
     return parser
 
 
-def _options(args: argparse.Namespace) -> Options:
+def _options(args: argparse.Namespace, endpoint: str | None = None) -> Options:
     """The command line's edge: the one place its flags become :class:`Options`."""
     return Options.build(
         policy=args.policy, select=args.select, frames=args.frames, max_model_len=args.max_model_len,
         reserve_output=args.reserve_output, max_images=args.max_images, checkpoint_dir=args.checkpoint_dir,
+        endpoint=endpoint,
     )
 
 
-def _limits(args: argparse.Namespace) -> Limits:
-    return _options(args).limits()
+def _source(inputs: Sequence[str] | str) -> str | list[str]:
+    """One video/image path, or several image paths (one frame each); local files only."""
+    paths = [inputs] if isinstance(inputs, str) else list(inputs)
+    for path in paths:
+        local_only(path)
+    return paths[0] if len(paths) == 1 else paths
 
 
 def _plan(args: argparse.Namespace, inputs: Sequence[str] | str) -> PlannedFrames:
     """Plan for one video/image path, or for several image paths (one frame each)."""
     from .model import load_model
 
-    source: str | list[str] = inputs if isinstance(inputs, str) else (inputs[0] if len(inputs) == 1 else list(inputs))
     options = _options(args)
-    return plan_frames(source, args.prompt, options, model=load_model(options.checkpoint_dir))
-
-
-def _describe(count: RequestCount) -> str:
-    sizes = sorted(set(count.frame_sizes), key=count.frame_sizes.index)
-    shown = ", ".join(f"{w}x{h}" for w, h in sizes)
-    per = "/".join(str(t) for t in sorted(set(count.tokens_per_frame), reverse=True))
-    return f"{len(count.frame_sizes)} frame(s) at {shown}: {per} tokens each, {count.prompt_tokens} in all"
-
-
-def format_report(plan: Plan) -> str:
-    """The human-readable report of a plan."""
-    lim = plan.limits
-    budget = f"{lim.prompt_budget} (max_model_len {lim.max_model_len} - {lim.reserved_output_tokens} for the answer)"
-    o, p = plan.original, plan.planned
-    if o.fits:
-        verdict = f"fits ({o.budget_use:.1%} of the budget)"
-    elif o.prompt_tokens > lim.max_model_len:
-        verdict = (
-            f"does NOT fit: over the budget by {o.over_by}; vLLM raises 'The decoder prompt (length "
-            f"{o.prompt_tokens}) is longer than the maximum model length of {lim.max_model_len}.'"
-        )
-    elif len(o.frame_sizes) > lim.max_images:
-        verdict = f"does NOT fit: {len(o.frame_sizes)} images, the engine allows {lim.max_images}"
-    else:
-        verdict = f"does NOT fit: over the budget by {o.over_by}, the answer would be cut short"
-    lines = [
-        f"input:    {plan.source} ({plan.kind})",
-        f"budget:   {budget}; text and chat template {p.text_tokens} tokens",
-        f"upstream: {_describe(o)} -> {verdict}",
-        f"plan:     policy {plan.policy.spec}, {plan.select} frames {list(plan.frame_indices)}: {_describe(p)} -> "
-        + (f"fits ({p.budget_use:.1%} of the budget)" if p.fits else "does NOT fit"),
-    ]
-    return "\n".join(lines)
+    return plan_frames(_source(inputs), args.prompt, options, model=load_model(options.checkpoint_dir))
 
 
 def _emit(args: argparse.Namespace, plan: Plan, extra: dict[str, Any] | None = None, text: str = "") -> int:
@@ -136,6 +136,19 @@ def _emit(args: argparse.Namespace, plan: Plan, extra: dict[str, Any] | None = N
     else:
         print(format_report(plan) + (("\n" + text) if text else ""))
     return 0 if plan.fits else 2
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    planned = _plan(args, args.inputs)
+    if not args.preview:
+        return _emit(args, planned.plan)
+    from .model import load_model
+    from .preview import render_preview
+
+    options = _options(args)
+    path = render_preview(_source(args.inputs), args.prompt, options, args.preview,
+                          model=load_model(options.checkpoint_dir), limits=planned.plan.limits)
+    return _emit(args, planned.plan, {"preview": str(path)}, f"preview:  {path}")
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -149,28 +162,105 @@ def _prepare(args: argparse.Namespace) -> int:
     return _emit(args, planned.plan, {"files": files}, "wrote:    " + ", ".join(files))
 
 
+def hint_path(output: str, first_input: str) -> Path:
+    """Where ``hint -o OUTPUT`` writes: OUTPUT, or ``OUTPUT/<input name>_hint.mp4`` for a folder.
+
+    A folder is an existing one or a name ending in a slash; missing folders are created,
+    as ``prepare`` creates its ``--out-dir``.
+    """
+    path = Path(output)
+    if output.endswith(("/", os.sep)) or path.is_dir():
+        path = path / f"{Path(first_input).stem}_hint.mp4"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UpsampleFixError(f"cannot create the folder {path.parent} for -o: {exc.strerror or exc}") from None
+    return path
+
+
 def _hint(args: argparse.Namespace) -> int:
     from .hint import write_video
 
     planned = _plan(args, args.inputs)
     if len(set(planned.plan.planned.frame_sizes)) > 1:
         raise UpsampleFixError("a hint clip needs frames of one size; these images differ (use prepare instead)")
-    path = write_video(planned.images, args.output)
-    return _emit(args, planned.plan, {"output": str(path)}, f"wrote:    {path}")
+    path = write_video(planned.images, hint_path(args.output, args.inputs[0]))
+    text = (f"wrote:    {path}\nnote:     sized for this prompt ({planned.plan.planned.text_tokens} tokens of text "
+            "and chat template); a longer prompt needs a new hint clip")
+    return _emit(args, planned.plan, {"output": str(path)}, text)
+
+
+def _upsample(args: argparse.Namespace) -> int:
+    from .endpoint import upsample_remote
+    from .model import load_model
+
+    endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV, "").strip()
+    if not endpoint:
+        raise UpsampleFixError(f"no upsampler server given: use --endpoint URL (or set {ENDPOINT_ENV})")
+    options = _options(args, endpoint=endpoint)
+    answer, planned = upsample_remote(_source(args.inputs), args.prompt, options,
+                                      model=load_model(options.checkpoint_dir))
+    if args.json:
+        data = {**planned.plan.to_dict(), "endpoint": options.endpoint, "prompt": args.prompt,
+                "upsampled_prompt": answer}
+        print(json.dumps(data, indent=2))
+    else:
+        print(answer)
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from .scan import Job, ProgressBar, gather, preview_name, run, summary, table, usable_cores
+
+    if not args.inputs and not args.controlnet_specs and not args.batch_input_path:
+        raise UpsampleFixError("nothing to scan: give files or folders, or --controlnet_specs FILE.json")
+    if args.jobs is not None and args.jobs < 1:
+        raise UpsampleFixError(f"-j must be at least 1, got {args.jobs}")
+    options = _options(args)
+    items = gather(args.inputs, args.prompt, args.controlnet_specs, args.batch_input_path, args.input_video_path)
+    previews = Path(args.preview_dir) if args.preview_dir else None
+    if previews is not None:
+        try:
+            previews.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UpsampleFixError(f"cannot create --preview-dir {previews}: {exc.strerror or exc}") from None
+    jobs = [Job(i, item, options, str(previews / preview_name(i, item)) if previews and item.plannable else None)
+            for i, item in enumerate(items)]
+    rows = run(jobs, args.jobs or usable_cores(), ProgressBar())
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        print(table(rows))
+        print(summary(rows, options.policy.spec))
+    errors = [row["error"] for row in rows if "error" in row]
+    if any(error.startswith("internal error") for error in errors):
+        return 1
+    return 2 if errors else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
+    out = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="cosmos-upsample-fix-demo-"))
+    made = not args.out_dir or not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _demo_in(args, out)
+    except BaseException:
+        if made:  # a failed demo leaves no folder of its own behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _demo_in(args: argparse.Namespace, out: Path) -> int:
+    import base64
+
     from .hint import demo_frames, write_video
     from .model import load_model
 
-    out = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="cosmos-upsample-fix-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
     clip = write_video(demo_frames(), out / "demo_1280x704.mp4")
     planned = _plan(args, str(clip))
     files = planned.write(out)
     # the authoritative check: the written PNGs, sent as upstream sends them, through mistral_common
-    import base64
-
     model = load_model(args.checkpoint_dir)
     urls = ["data:image/jpeg;base64," + base64.b64encode(Path(f).read_bytes()).decode() for f in files]
     checked = len(model.encode(args.prompt, urls))
@@ -181,7 +271,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     if checked != planned.plan.planned.prompt_tokens:
         raise UpsampleFixError(f"token check failed: planned {planned.plan.planned.prompt_tokens}, got {checked}")
-    return _emit(args, planned.plan, {"files": [str(f) for f in files], "clip": str(clip), "checked_tokens": checked}, text)
+    extra = {"files": [str(f) for f in files], "clip": str(clip), "checked_tokens": checked}
+    return _emit(args, planned.plan, extra, text)
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -192,7 +283,7 @@ def _table(args: argparse.Namespace) -> int:
     options = _options(args)
     model, limits, policy = load_model(options.checkpoint_dir), options.limits(), options.policy
     sizes = [parse_size(text) for text in args.sizes or TABLE_SIZES]
-    n, text_tokens = args.frames, model.text_tokens(args.prompt)
+    n, text_tokens = args.frames or UPSTREAM_FRAMES, model.text_tokens(args.prompt)
     rows = [
         f"| frames ({n} each) | tokens per frame | upstream request | fits {limits.prompt_budget}? "
         f"| {policy.spec} plan | planned request |",
@@ -230,6 +321,16 @@ class _HeldWarnings(logging.Handler):
         self.records.append(record)
 
 
+def _quiet_stdout() -> None:
+    """After the reader closed the pipe: send what is left to /dev/null, so exiting prints nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a caller)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status.
 
@@ -241,11 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for stream in (sys.stdout, sys.stderr):  # a path the terminal's encoding cannot show is escaped, not fatal
         try:
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
         except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (e.g. replaced by a caller)
             pass
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
-    handlers = {"inspect": lambda a: _emit(a, _plan(a, a.inputs).plan), "prepare": _prepare, "hint": _hint,
+    handlers = {"inspect": _inspect, "prepare": _prepare, "hint": _hint, "upsample": _upsample, "scan": _scan,
                 "demo": _demo, "table": _table, "patch": _patch}
     package_log = logging.getLogger(__package__ or "cosmos_upsample_fix")
     held, propagate = _HeldWarnings(), package_log.propagate
@@ -254,8 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = True
     try:
         code = handlers[args.command](args)
+        sys.stdout.flush()
         failed = False
         return code
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted; end quietly
+        _quiet_stdout()
+        return SIGPIPE_STATUS
     except UpsampleFixError as exc:
         held.records.clear()  # the one-line error says what went wrong
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -61,7 +61,9 @@ def test_prepare_writes_exactly_what_it_reports(capsys, wide, tmp_path):
 
 def test_limits_and_policy_options(capsys, wide):
     code, data = run_json(capsys, "inspect", str(wide), "--max-model-len", "8192", "--reserve-output", "500")
-    assert code == 0 and data["planned"]["width"] == 1280 and data["limits"]["prompt_budget"] == 7692
+    assert code == 0 and data["limits"]["prompt_budget"] == 7692 and data["original"]["fits"] is True
+    # it fits: the frames go at the model's full detail (the same tokens as upstream's request)
+    assert data["planned"]["prompt_tokens"] == data["original"]["prompt_tokens"] == 4687
     code, data = run_json(capsys, "inspect", str(wide), "--policy", "max-side:640", "--frames", "1")
     assert code == 0 and (data["planned"]["width"], data["planned"]["height"]) == (640, 352)
     assert len(data["planned"]["frame_sizes"]) == 1
