@@ -1,17 +1,18 @@
 """The command line: reports, exit status, files, and one-line errors."""
 from __future__ import annotations
 
+import io
 import json
-import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from clips import make_clip, make_image
+from test_planner import _sent_tokens
 
 from cosmos_upsample_fix.cli import main
-from test_planner import _sent_tokens
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "videos"
@@ -118,25 +119,152 @@ def test_errors_are_one_line_with_status_2(capsys, wide, tmp_path, argv, needle)
 
 
 def test_console_script_and_module_entry_points(wide, tmp_path):
+    """A fresh interpreter: the installed console script, ``python -m``, exit codes, one-line errors."""
     exe = Path(sys.executable).with_name("cosmos-upsample-fix")
-    commands = [[sys.executable, "-m", "cosmos_upsample_fix"]] + ([[str(exe)]] if exe.exists() else [])
-    for command in commands:
-        done = subprocess.run([*command, "inspect", str(wide), "--json"], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["planned"]["fits"] is True
-        bad = subprocess.run([*command, "inspect", str(tmp_path / "x.mp4")], capture_output=True, text=True)
-        assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-
-
-def test_demo_runs_with_no_arguments(tmp_path):
-    env = dict(os.environ, TMPDIR=str(tmp_path))
-    done = subprocess.run([sys.executable, "-m", "cosmos_upsample_fix", "demo"], capture_output=True, text=True,
-                          env=env)
+    script = [str(exe)] if exe.exists() else [sys.executable, "-m", "cosmos_upsample_fix"]
+    done = subprocess.run([*script, "inspect", str(wide), "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "4699" in done.stdout and "matches the plan" in done.stdout
+    assert json.loads(done.stdout)["planned"]["fits"] is True
+    bad = subprocess.run([sys.executable, "-m", "cosmos_upsample_fix", "inspect", str(tmp_path / "x.mp4")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_closed_pipe_ends_quietly():
+    """``... --json | head -1``: no BrokenPipeError, nothing on stderr, SIGPIPE's status."""
+    sizes = [f"{w}x{h}" for w in range(16, 2000, 3) for h in (9, 99)]  # far more than a pipe buffer holds
+    proc = subprocess.Popen([sys.executable, "-m", "cosmos_upsample_fix", "table", *sizes],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"| frames")
+    proc.stdout.close()
+    _, err = proc.communicate()
+    assert err == b"" and proc.returncode == 141
+
+
+def test_a_closed_pipe_in_process(monkeypatch, wide):
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["inspect", str(wide), "--json"]) == 141
+
+
+def test_demo_runs_with_no_arguments(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "4699" in out and "matches the plan" in out
     folders = list(tmp_path.glob("cosmos-upsample-fix-demo-*"))
     assert len(folders) == 1 and {p.name for p in folders[0].iterdir()} == {
         "demo_1280x704.mp4", "frame_1.png", "frame_2.png"}
+
+
+def test_a_failed_demo_removes_the_folder_it_made(capsys, tmp_path, monkeypatch):
+    from cosmos_upsample_fix import hint
+    from cosmos_upsample_fix.errors import InputError
+
+    def fail(*_args, **_kwargs):
+        raise InputError("planted failure")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(hint, "demo_frames", fail)
+    assert main(["demo"]) == 2 and "planted failure" in capsys.readouterr().err
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert main(["demo", "--out-dir", str(tmp_path / "new" / "demo")]) == 2
+    assert not (tmp_path / "new" / "demo").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    assert main(["demo", "--out-dir", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine" / "keep.txt").exists()  # a folder it did not make stays
+
+
+def test_help_lists_every_command_on_a_line_each(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for command in ("inspect", "prepare", "hint", "upsample", "scan", "demo", "table", "patch"):
+        line = next(line for line in lines if line.split()[:1] == [command])
+        assert len(line.split()) > 2  # the command and its help on one line
+    assert "inspect, prepare, hint, upsample, scan, demo, table, patch" in out
+
+
+@pytest.mark.parametrize("path", ["https://example.com/clip.mp4", "-", "s3://bucket/clip.mp4"])
+def test_urls_and_stdin_are_local_files_only(capsys, path):
+    assert main(["inspect", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "local files only" in err[0]
+
+
+def test_one_frame_inputs_send_one_frame_by_default(capsys, tmp_path):
+    clip = make_clip(tmp_path / "one.mp4", 1280, 704, frames=1)
+    still = make_image(tmp_path / "still.png", 1280, 704)
+    for path in (clip, still):
+        code, data = run_json(capsys, "inspect", str(path), "--prompt", PROMPT)
+        assert code == 0 and data["planned"]["frame_indices"] == [0] and len(data["planned"]["frame_sizes"]) == 1
+        assert data["original"]["frame_indices"] == [0]
+        assert main(["inspect", str(path)]) == 0
+        assert "1 frame at" in capsys.readouterr().out
+        assert main(["inspect", str(path), "--frames", "2"]) == 2  # an explicit count it cannot meet
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "1 frame" in err[0] and "2 asked" in err[0] and "1 frames" not in err[0]
+
+
+def test_hint_into_a_folder_and_missing_folders(capsys, wide, tmp_path):
+    (tmp_path / "existing").mkdir()
+    assert main(["hint", str(wide), "-o", str(tmp_path / "existing")]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "existing" / f"{wide.stem}_hint.mp4").is_file()
+    assert "sized for this prompt" in out
+    assert main(["hint", str(wide), "-o", str(tmp_path / "new") + "/"]) == 0
+    assert (tmp_path / "new" / f"{wide.stem}_hint.mp4").is_file()
+    assert main(["hint", str(wide), "-o", str(tmp_path / "a" / "b" / "h.mp4")]) == 0
+    assert (tmp_path / "a" / "b" / "h.mp4").is_file()
+    capsys.readouterr()
+    (tmp_path / "file").write_text("x")
+    assert main(["hint", str(wide), "-o", str(tmp_path / "file" / "h.mp4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create the folder" in err[0]
+    assert main(["hint", str(wide), "-o", str(tmp_path / "a" / "b" / "h.mp4")]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_upsample_prints_the_servers_prompt(capsys, wide, monkeypatch):
+    from openai_server import StandInServer
+
+    monkeypatch.delenv("COSMOS_UPSAMPLER_API_KEY", raising=False)
+    with StandInServer() as server:
+        assert main(["upsample", str(wide), "--prompt", PROMPT, "--endpoint", server.url]) == 0
+        answer = capsys.readouterr().out.strip()
+        seen = server.chats()[-1]
+        assert answer.startswith(PROMPT) and str(seen.prompt_tokens) in answer
+        code, data = run_json(capsys, "upsample", str(wide), "--prompt", PROMPT, "--endpoint", server.url)
+        assert code == 0 and data["upsampled_prompt"] == answer and data["prompt"] == PROMPT
+        assert data["planned"]["prompt_tokens"] == server.chats()[-1].prompt_tokens
+        assert [tuple(s) for s in server.chats()[-1].image_sizes] == [(928, 512), (928, 512)]
+        monkeypatch.setenv("COSMOS_UPSAMPLER_ENDPOINT", server.url)
+        assert main(["upsample", str(wide)]) == 0 and capsys.readouterr().out.strip()
+
+
+def test_upsample_without_a_server_is_one_line(capsys, wide, monkeypatch):
+    import socket
+
+    from cosmos_upsample_fix import endpoint
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    fast = {"connect_timeout": 1.0, "read_timeout": 5.0, "attempts": 2, "backoff": 0.01, "deadline": 3.0}
+    monkeypatch.setattr(endpoint, "client_for", lambda u: endpoint.EndpointClient(u, **fast))
+    assert main(["upsample", str(wide), "--endpoint", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and url in err[0] and err[0].startswith("cosmos-upsample-fix: error:")
+    monkeypatch.delenv("COSMOS_UPSAMPLER_ENDPOINT", raising=False)
+    assert main(["upsample", str(wide)]) == 2
+    assert "--endpoint URL" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/videos is absent")
