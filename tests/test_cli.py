@@ -232,6 +232,19 @@ def test_hint_into_a_folder_and_missing_folders(capsys, wide, tmp_path):
     assert "already exists" in capsys.readouterr().err
 
 
+def test_inspect_preview_writes_a_png(capsys, tmp_path):
+    from PIL import Image
+
+    clip = make_clip(tmp_path / "c.mp4", 960, 704, frames=2)
+    out = tmp_path / "sub" / "p.png"
+    code, data = run_json(capsys, "inspect", str(clip), "--preview", str(out))
+    assert code == 0 and data["preview"] == str(out)
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width > data["planned"]["width"]
+    assert main(["inspect", str(clip), "--preview", str(out)]) == 2  # never overwritten
+    assert "exists" in capsys.readouterr().err
+
+
 def test_upsample_prints_the_servers_prompt(capsys, wide, monkeypatch):
     from openai_server import StandInServer
 

@@ -205,3 +205,16 @@ def test_progress_bar_only_on_a_terminal():
         bar(4, 4)
     assert plain.getvalue() == ""
     assert "[##........] 1/4" in tty.getvalue() and "[##########] 4/4" in tty.getvalue()
+
+
+def test_preview_dir_holds_one_png_per_planned_item(capsys, folder, tmp_path):
+    specs = write_specs(tmp_path / "s.json", {"input_video_path": str(folder / "deep" / "small.mkv"), "edge": {}})
+    out = tmp_path / "previews"
+    code, rows = scan_rows(capsys, str(folder / "deep"), str(tmp_path / "gone.mp4"), "--controlnet_specs", specs,
+                           "--preview-dir", str(out), "--prompt", PROMPT)
+    assert code == 2
+    made = sorted(out.iterdir())
+    assert [Path(r["preview"]) for r in rows if "planned" in r] == made and len(made) == 5
+    assert all("preview" not in r for r in rows if "error" in r)
+    with Image.open(made[0]) as image:
+        assert image.format == "PNG" and image.width > rows[0]["planned"]["width"]
