@@ -1,0 +1,208 @@
+"""The preview picture: panels at their sizes, labels equal to the plan, PSNR checked independently.
+
+The independent side: the first frame decoded here with PyAV, the model's view taken from
+mistral_common's full ``encode_chat_completion`` (not the encoder object the module calls),
+the CLIP normalisation undone with mistral_common's constants, and PSNR computed here.
+"""
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from cosmos_upsample_fix import preview
+from cosmos_upsample_fix.errors import InputError
+from cosmos_upsample_fix.images import resize
+from cosmos_upsample_fix.model import _chunk_classes, load_model
+from cosmos_upsample_fix.options import Options
+from cosmos_upsample_fix.planner import plan_frames
+
+cv2 = pytest.importorskip("cv2")
+
+SHARED = Path("/work/shared/videos")
+PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def figures(path: Path) -> list[dict]:
+    with Image.open(path) as img:
+        return json.loads(img.text[preview.PNG_TEXT_KEY])
+
+
+def first_frame(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return frame.to_ndarray(format="rgb24")
+
+
+def model_view(model, image: np.ndarray) -> np.ndarray:
+    """The model's view through mistral_common's chat encoding (as vLLM calls it), as float RGB 0..255."""
+    from mistral_common.protocol.instruct.messages import UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+    _, image_url_chunk, text_chunk = _chunk_classes()
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    request = ChatCompletionRequest(messages=[UserMessage(content=[image_url_chunk(image_url=url),
+                                                                   text_chunk(text="x")])])
+    encoded = model.tokenizer.encode_chat_completion(request)
+    try:  # the constants' home: image.py from mistral_common 1.8, multimodal.py before
+        module = importlib.import_module("mistral_common.tokens.tokenizers.image")
+    except ImportError:
+        module = importlib.import_module("mistral_common.tokens.tokenizers.multimodal")
+    mean = np.asarray(module.DATASET_MEAN, np.float32)[:, None, None]
+    std = np.asarray(module.DATASET_STD, np.float32)[:, None, None]
+    return ((np.asarray(encoded.images[0], np.float32) * std + mean) * 255.0).transpose(1, 2, 0)
+
+
+def psnr(original: np.ndarray, view: np.ndarray) -> float:
+    back = cv2.resize(view, (original.shape[1], original.shape[0]), interpolation=cv2.INTER_CUBIC)
+    mse = np.mean((np.clip(back, 0, 255).astype(np.float64) - original.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def numbers(line: str) -> list[int]:
+    return [int(n) for n in re.findall(r"\d+", line)]
+
+
+def check_preview(path: Path, source: Path, model, tmp_path: Path) -> tuple[list[dict], Image.Image]:
+    """Everything a preview must hold for ``source``; returns its figures and picture."""
+    out = preview.render_preview(source, PROMPT, Options(), tmp_path / "preview.png", model=model)
+    assert out == tmp_path / "preview.png" and out.is_file()
+    planned = plan_frames(source, PROMPT, Options(), model=model)
+    plan = planned.plan
+    panels = figures(out)
+    picture = Image.open(out).convert("RGB")
+    hint_w, hint_h = preview.hint_size(*plan.original.frame_sizes[0])
+    assert [p["title"] for p in panels] == ["plan (fit)", f"{hint_w}x{hint_h} hint", "upstream (original frames)"]
+    # the plan's panel: its frame at full planned size, numbers equal to the plan's
+    mine = panels[0]
+    pw, ph = plan.planned_size
+    assert mine["sent"] == [pw, ph]
+    x, y, bw, bh = mine["box"]
+    assert bw >= pw and bh >= ph and picture.width >= x + bw and picture.height >= y + bh
+    assert numbers(mine["label"][0])[:2] == [pw, ph]
+    assert numbers(mine["label"][1]) == [plan.planned.tokens_per_frame[0], plan.planned.prompt_tokens,
+                                         plan.limits.prompt_budget]
+    assert mine["frame_tokens"] == plan.planned.tokens_per_frame[0]
+    # the drawn pixels are the model's view of the planned frame (views on the grid: 1:1)
+    original = first_frame(source)
+    view = model_view(model, planned.images[0])
+    assert (bw, bh) == (view.shape[1], view.shape[0])
+    drawn = np.asarray(picture.crop((x, y, x + bw, y + bh)))
+    assert np.array_equal(drawn, np.clip(np.rint(view), 0, 255).astype(np.uint8))
+    expected = psnr(original, view)
+    assert mine["psnr"] == pytest.approx(expected, abs=1e-3)
+    assert f"PSNR {expected:.2f} dB" in mine["label"][2]
+    # the hint's panel: counted by the package, viewed and scored independently here
+    hint = panels[1]
+    hw, hh = preview.hint_size(original.shape[1], original.shape[0])
+    hint_count = model.count([(hw, hh)] * len(plan.original.frame_sizes), PROMPT, plan.limits)
+    assert numbers(hint["label"][1]) == [hint_count.tokens_per_frame[0], hint_count.prompt_tokens,
+                                         plan.limits.prompt_budget]
+    hint_frame = resize(original, (hw, hh))  # the package's own filter makes the hint, as it makes the plan
+    assert hint["psnr"] == pytest.approx(psnr(original, model_view(model, hint_frame)), abs=1e-3)
+    assert hint["psnr"] < mine["psnr"]
+    # upstream's panel: its request's numbers
+    theirs = panels[2]
+    assert numbers(theirs["label"][1]) == [plan.original.tokens_per_frame[0], plan.original.prompt_tokens,
+                                           plan.limits.prompt_budget]
+    assert theirs["fits"] == plan.original.fits
+    return panels, picture
+
+
+def assert_does_not_fit(panels: list[dict], picture: Image.Image, over: int) -> None:
+    theirs = panels[2]
+    assert not theirs["fits"] and theirs["over_by"] == over > 0
+    assert theirs["label"][2] == f"does not fit: {over} tokens over" and theirs["view"] is None
+    assert theirs["psnr"] is None
+    x, y, w, h = theirs["box"]
+    inside = np.asarray(picture.crop((x + 10, y + 10, x + w - 10, y + h - 10)))
+    assert (inside.reshape(-1, 3) == (236, 236, 236)).all(axis=1).mean() > 0.9  # a placeholder, not a frame
+
+
+def assert_sent_as_is(panels: list[dict], model, source: Path) -> None:
+    theirs = panels[2]
+    assert theirs["fits"] and "does not fit" not in " ".join(theirs["label"])
+    original = first_frame(source)
+    assert theirs["psnr"] == pytest.approx(psnr(original, model_view(model, original)), abs=1e-3)
+
+
+def test_generated_720p_clip_shows_upstream_does_not_fit(video_clip, model, tmp_path):
+    clip = video_clip(1280, 704, frames=3)
+    panels, picture = check_preview(tmp_path / "p.png", clip, model, tmp_path)
+    assert panels[0]["sent"] == [928, 512] and panels[1]["sent"] == [320, 180]
+    assert_does_not_fit(panels, picture, 903)
+
+
+def test_generated_640x480_clip_sends_as_is(video_clip, model, tmp_path):
+    clip = video_clip(640, 480, frames=3)
+    panels, _ = check_preview(tmp_path / "p.png", clip, model, tmp_path)
+    assert panels[0]["sent"] == [640, 480] and panels[0]["identical"]
+    assert "(the original pixels)" in panels[0]["label"][2]
+    assert panels[1]["sent"] == [320, 240]
+    assert_sent_as_is(panels, model, clip)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared sample clips are not here")
+@pytest.mark.parametrize("name, fits", [("example1_input_video.mp4", True), ("robot_sample_input.mp4", False)])
+def test_real_clip(name, fits, model, tmp_path):
+    source = SHARED / name
+    if not source.is_file():
+        pytest.skip(f"{source} is missing")
+    panels, picture = check_preview(tmp_path / "p.png", source, model, tmp_path)
+    if fits:
+        assert_sent_as_is(panels, model, source)
+    else:
+        assert_does_not_fit(panels, picture, panels[2]["request_tokens"] - panels[2]["budget"])
+
+
+def test_never_overwrites_and_makes_the_folder(video_clip, model, tmp_path):
+    clip = video_clip(320, 240, frames=2)
+    existing = tmp_path / "taken.png"
+    existing.write_bytes(b"mine")
+    with pytest.raises(InputError, match="already exists"):
+        preview.render_preview(clip, "", Options(), existing, model=model)
+    assert existing.read_bytes() == b"mine"
+    made = preview.render_preview(clip, "", Options(), tmp_path / "new" / "dir" / "p.png", model=model)
+    assert made.is_file() and figures(made)[0]["sent"] == [320, 240]
+
+
+def test_without_a_usable_encoder_it_approximates_and_says_so(video_clip, model, tmp_path, monkeypatch, caplog):
+    clip = video_clip(1280, 704, frames=2)
+    encoder_type = type(preview._Encoder(model).encoder)
+
+    def no_opencv(self, content):
+        raise ImportError("OpenCV is required for this function")
+
+    monkeypatch.setattr(encoder_type, "__call__", no_opencv)
+    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.preview"):
+        out = preview.render_preview(clip, PROMPT, Options(), tmp_path / "p.png", model=model)
+    assert "approximated with Pillow" in caplog.text
+    panels = figures(out)
+    assert panels[0]["by_encoder"] is False and panels[0]["view"] == [928, 512]
+    plan = plan_frames(clip, PROMPT, Options(), model=model).plan
+    assert panels[0]["frame_tokens"] == plan.planned.tokens_per_frame[0]
+
+
+@pytest.mark.parametrize("size, hint", [
+    ((1280, 704), (320, 180)), ((1920, 1080), (320, 180)), ((704, 1280), (180, 320)),
+    ((640, 480), (320, 240)), ((1024, 1024), (320, 320)), ((2560, 1080), (320, 136)),
+])
+def test_hint_size(size, hint):
+    assert preview.hint_size(*size) == hint
