@@ -278,7 +278,8 @@ def summary(rows: Sequence[dict[str, Any]], policy: str) -> str:
     word = "item" if len(rows) == 1 else "items"
     parts = [f"{stops} of {len(rows)} {word} would stop upstream's upsampler"]
     parts.append(f"all fit with `{policy}`" if fit == len(planned) and not failed
-                 else f"{fit} fit with `{policy}`")
+                 else f"{fit} of {len(planned)} planned {'item fits' if len(planned) == 1 else 'items fit'} "
+                      f"with `{policy}`")
     parts.append(f"{small} {'item' if small == 1 else 'items'} planned below {SMALL_SIDE} px")
     if failed:
         parts.append(f"{len(failed)} failed")

@@ -98,7 +98,7 @@ def test_table_and_summary(capsys, folder, tmp_path):
     wide = next(line for line in out if "wide.mp4" in line)
     assert "1280x704" in wide and "4699" in wide and "no (+903)" in wide and "928x512" in wide and "52.7%" in wide
     assert "does not exist" in next(line for line in out if "gone.mp4" in line)
-    assert out[-1] == ("1 of 3 items would stop upstream's upsampler; 2 fit with `fit`; "
+    assert out[-1] == ("1 of 3 items would stop upstream's upsampler; 2 of 2 planned items fit with `fit`; "
                        "0 items planned below 320 px; 1 failed")
 
 
