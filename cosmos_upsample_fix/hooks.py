@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,11 @@ ENTRY_POINT_GROUP = "cosmos_upsample_fix.preprocessors"
 DISABLE_ENV = "COSMOS_UPSAMPLE_FIX_DISABLE"
 ORDER_ENV = "COSMOS_UPSAMPLE_FIX_ORDER"
 DEFAULT_ORDER = 100
+BUDGET_FIT = "budget_fit"
+"""The entry-point name of this package's budget fitter (a hook of that name replaces it)."""
 
-UpsamplerInput = Union[str, list]
-"""A video path, or a list of frame image paths (what ``_prompt_upsample_with_offload`` takes)."""
+UpsamplerInput = str | list
+"""A video path, or a list of frame image paths (what upstream's upsampler methods take)."""
 
 
 @dataclass
@@ -50,7 +53,7 @@ class UpsamplerCall:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-Preprocessor = Callable[[UpsamplerCall], Optional[UpsamplerInput]]
+Preprocessor = Callable[[UpsamplerCall], UpsamplerInput | None]
 
 
 @dataclass(frozen=True)

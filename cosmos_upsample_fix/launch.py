@@ -1,46 +1,86 @@
 """Run an upstream Cosmos script with the budget fitter installed, without changing its source.
 
-    python -m cosmos_upsample_fix.launch SCRIPT [--upsampler_policy SPEC] ARGS...
+    python -m cosmos_upsample_fix.launch SCRIPT [--upsampler_policy SPEC] [--upsampler_endpoint URL] ARGS...
     python -m cosmos_upsample_fix.launch -m MODULE [--upsampler_policy SPEC] ARGS...
     torchrun --nproc_per_node=N -m cosmos_upsample_fix.launch SCRIPT ARGS...
 
-It installs the hook around ``PixtralPromptUpsampler._prompt_upsample_with_offload``,
-removes its own flag, and runs SCRIPT as ``__main__`` with the remaining arguments, the
-way ``python SCRIPT ARGS...`` would (``sys.argv`` and ``sys.path[0]`` set alike).
-Without ``--upsampler_policy`` the policy is ``$COSMOS_UPSAMPLER_POLICY`` or ``fit``;
-``$COSMOS_UPSAMPLE_FIX_ON_ERROR`` (``raise`` or ``fallback``) sets what a failure does.
+It installs the hooks on ``PixtralPromptUpsampler``, removes its own flags, and runs SCRIPT
+as ``__main__`` with the remaining arguments, the way ``python SCRIPT ARGS...`` would
+(``sys.argv`` and ``sys.path[0]`` set alike). Without the flags the policy is
+``$COSMOS_UPSAMPLER_POLICY`` or ``fit`` and the endpoint ``$COSMOS_UPSAMPLER_ENDPOINT`` (none:
+the local engine); ``$COSMOS_UPSAMPLE_FIX_ON_ERROR`` (``raise``, ``fallback`` or ``skip``)
+sets what a failure does. A missing script or module, or a script whose environment lacks
+torch or Cosmos, ends in one line on stderr (status 2 and 1), not a traceback.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import runpy
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import UpsampleFixError
 from .runtime import install
 
 FLAG = "--upsampler_policy"
-USAGE = "usage: python -m cosmos_upsample_fix.launch (SCRIPT | -m MODULE) [--upsampler_policy SPEC] ARGS..."
+ENDPOINT_FLAG = "--upsampler_endpoint"
+FLAGS = {FLAG: "policy", ENDPOINT_FLAG: "endpoint"}
+USAGE = (
+    "usage: python -m cosmos_upsample_fix.launch (SCRIPT | -m MODULE) "
+    "[--upsampler_policy SPEC] [--upsampler_endpoint URL] ARGS..."
+)
+PROG = "cosmos_upsample_fix.launch"
+DEBUG_ENV = "COSMOS_UPSAMPLE_FIX_DEBUG"
+ENVIRONMENT_MODULES = ("torch", "vllm", "cosmos_transfer1", "transformers", "mistral_common", "av", "cv2")
+"""Top-level packages whose absence means the script runs in the wrong Python environment."""
 
 
-def split_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """Take ``--upsampler_policy SPEC`` (or ``=SPEC``) out of ``argv``; returns (policy, rest)."""
-    policy, rest, items = None, [], list(argv)
+def split_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Take the launcher's flags (``FLAG VALUE`` or ``FLAG=VALUE``) out of ``argv``; returns (values, rest).
+
+    ``values`` maps ``policy`` / ``endpoint`` to the last value given (as argparse does).
+    """
+    values: dict[str, str] = {}
+    rest: list[str] = []
+    items = list(argv)
     i = 0
     while i < len(items):
         arg = items[i]
-        if arg == FLAG:
+        name, eq, value = arg.partition("=")
+        if name in FLAGS and not eq:
             if i + 1 >= len(items):
-                raise UpsampleFixError(f"{FLAG} needs a value, e.g. {FLAG} fit")
-            policy, i = items[i + 1], i + 2
+                raise UpsampleFixError(f"{name} needs a value, e.g. {name} {'fit' if name == FLAG else 'http://HOST:8000/v1'}")
+            values[FLAGS[name]], i = items[i + 1], i + 2
             continue
-        if arg.startswith(FLAG + "="):
-            policy = arg.split("=", 1)[1]
+        if name in FLAGS:
+            values[FLAGS[name]] = value
         else:
             rest.append(arg)
         i += 1
-    return policy, rest
+    return values, rest
+
+
+def _check_target(target: str, as_module: bool) -> None:
+    """A one-line error for a script or module that is not there."""
+    if not as_module:
+        if not os.path.isfile(target):
+            raise UpsampleFixError(f"script not found: {target}")
+        return
+    try:
+        found = importlib.util.find_spec(target) is not None
+    except ModuleNotFoundError as exc:  # the parent package is missing
+        raise UpsampleFixError(f"module not found: {target} (no module named {exc.name!r})") from None
+    except (ImportError, ValueError) as exc:
+        raise UpsampleFixError(f"module {target} cannot be imported: {exc}") from None
+    if not found:
+        raise UpsampleFixError(f"module not found: {target} (is PYTHONPATH set to the Cosmos checkout?)")
+
+
+def _missing_environment(exc: ModuleNotFoundError) -> str | None:
+    """The package name when ``exc`` says torch/Cosmos/vLLM (etc.) is not importable here."""
+    top = (exc.name or "").split(".")[0]
+    return top if top in ENVIRONMENT_MODULES else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,24 +94,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         if as_module and len(args) < 2:
             raise UpsampleFixError("-m needs a module name")
         target = args[1] if as_module else args[0]
-        policy, rest = split_args(args[2:] if as_module else args[1:])
-        if not as_module and not os.path.isfile(target):
-            raise UpsampleFixError(f"script not found: {target}")
-        install(policy=policy)  # the environment fills in what the flag leaves out
+        flags, rest = split_args(args[2:] if as_module else args[1:])
+        if not as_module:
+            _check_target(target, as_module)
+        install(policy=flags.get("policy"), endpoint=flags.get("endpoint"))  # the environment fills in the rest
+        if as_module:
+            _check_target(target, as_module)
     except UpsampleFixError as exc:
-        print(f"cosmos_upsample_fix.launch: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:
+        sys.argv = [target, *rest]
         if as_module:
-            sys.argv = [target, *rest]
             runpy.run_module(target, run_name="__main__", alter_sys=True)
         else:
-            sys.argv = [target, *rest]
             sys.path[0] = os.path.dirname(os.path.abspath(target))
             runpy.run_path(target, run_name="__main__")
     except UpsampleFixError as exc:
         print(f"cosmos-upsample-fix: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        missing = _missing_environment(exc)
+        if missing is None or os.environ.get(DEBUG_ENV):
+            raise
+        print(
+            f"{PROG}: error: {target} needs {missing!r}, which this Python ({sys.executable}) cannot import; "
+            f"run the launcher in Cosmos-Transfer1's environment (and its checkout on PYTHONPATH)",
+            file=sys.stderr,
+        )
+        return 1
     except SystemExit as exc:
         code = exc.code
         if code is None or isinstance(code, int):

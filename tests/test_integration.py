@@ -33,6 +33,7 @@ from cosmos_upsample_fix import hooks, launch, runtime
 from cosmos_upsample_fix.budget import Limits
 from cosmos_upsample_fix.errors import BudgetError
 from cosmos_upsample_fix.model import load_model
+from cosmos_upsample_fix.options import Options
 from cosmos_upsample_fix.patching import parse_patch
 from cosmos_upsample_fix.planner import plan_frames
 
@@ -92,7 +93,7 @@ def spy():
 
     def record(call):
         seen.append(SimpleNamespace(video=list(call.video) if isinstance(call.video, list) else call.video,
-                                    prompt=call.prompt, policy=call.settings.policy))
+                                    prompt=call.prompt, policy=call.settings.policy.spec))
         return None
 
     hooks.register("integration_spy", record, order=10)
@@ -156,10 +157,11 @@ def ways(standin, monkeypatch, torchrun_env, private_tmpdir):
     runtime.uninstall()
 
 
-def plan(source, ckpt, prompt=PROMPT, policy="fit", limits=None, frames=2):
+def plan(source, ckpt, prompt=PROMPT, policy="fit", limits=None, frames=None):
     """The package's plan for ``source`` under ``limits`` (upstream's by default)."""
     limits = limits or Limits()
-    return plan_frames(source, prompt, policy=policy, limits=limits, model=load_model(ckpt), frames=frames).plan
+    options = Options.build(policy=policy, frames=frames)
+    return plan_frames(source, prompt, options, limits=limits, model=load_model(ckpt)).plan
 
 
 def upstream_tokens(size, ckpt, prompt=PROMPT, frames=2):
@@ -250,7 +252,11 @@ def test_the_loaded_engines_own_limits_are_honoured(ways, ckpt, clips, tmp_path,
         ways.run(path, TRANSFER, args("with"))
         without, with_plugin = ways.calls
         assert without.ok and without.image_sizes == [BIG, BIG] and without.max_model_len == 8192
-        assert engine_view(with_plugin) == engine_view(without)  # passed through unchanged
+        # Full detail: the same tokens and the model's own grid; frames over the model's 1024 cap
+        # go at the size the model would resize them to.
+        same = {k: v for k, v in engine_view(without).items() if k not in ("image_sizes", "image_formats")}
+        assert {k: v for k, v in engine_view(with_plugin).items() if k in same} == same
+        assert with_plugin.image_sizes == list(plan(big, ckpt, limits=Limits(max_model_len=8192)).planned.frame_sizes)
         return
 
     limits = Limits(max_model_len=3000) if case == "max_model_len=3000" else Limits(max_images=1)
@@ -267,46 +273,38 @@ def test_the_loaded_engines_own_limits_are_honoured(ways, ckpt, clips, tmp_path,
     assert expected.planned.prompt_tokens < default.planned.prompt_tokens  # a smaller plan than under 4096/2
 
 
-@pytest.mark.parametrize("path", ["a", "b"])
-def test_offloaded_model_plans_with_upstreams_values(ways, ckpt, clips, tmp_path, path):
-    """The model is not loaded at hook time: a and b have no settings, so upstream's 4096/300/2 apply."""
+@pytest.mark.parametrize("max_model_len", [8192, 3000])
+@pytest.mark.parametrize("path", PATHS)
+def test_offloaded_model_final_plan_uses_the_loaded_engines_limits(ways, ckpt, clips, tmp_path, path, max_model_len):
+    """With offload the model loads inside the call; the frames sent are planned for that engine."""
     big = clips[BIG]
-    spec = edge_given(tmp_path, big)
-    default = plan(big, ckpt)
-    ways.standin.set_engine_limits(max_model_len=8192)
-    ways.run(path, TRANSFER, transfer_args(ckpt, tmp_path / "large", spec, offload=True))
+    ways.standin.set_engine_limits(max_model_len=max_model_len)
+    ways.run(path, TRANSFER, transfer_args(ckpt, tmp_path / "out", edge_given(tmp_path, big), offload=True))
     call = ways.calls[-1]
-    assert call.max_model_len == 8192 and call.image_sizes == list(default.planned.frame_sizes)  # not 1280x704
-
-    # An engine smaller than upstream's: the plan is still upstream's, which that engine refuses.
-    ways.standin.set_engine_limits(max_model_len=3000)
-    with pytest.raises(ValueError, match=too_long(default.planned.prompt_tokens, 3000)):
-        ways.run(path, TRANSFER, transfer_args(ckpt, tmp_path / "small", spec, offload=True))
-    assert ways.calls[-1].image_sizes == list(default.planned.frame_sizes)
+    limits = Limits(max_model_len=max_model_len)
+    expected = plan(big, ckpt, limits=limits)
+    assert call.max_model_len == max_model_len
+    assert_fits(call, expected, limits)
+    assert expected.planned.frame_sizes != plan(big, ckpt).planned.frame_sizes  # not upstream's 4096 plan
+    assert ways.standin.LLM.instances == 1
 
 
 @pytest.mark.parametrize(
-    "engine, settings",
-    [
-        ({"max_model_len": 8192}, {"max_model_len": 8192}),
-        ({"max_model_len": 3000}, {"max_model_len": 3000}),
-        ({"image_limit": 1}, {"max_images": 1}),
-        ({}, {"reserve_output": 1000}),
-    ],
-    ids=["8192", "3000", "1-image", "reserve-1000"],
+    "settings, policy",
+    [({"max_model_len": 3000}, "fixed:928x512"), ({"reserve_output": 1000}, "fixed:928x512")],
+    ids=["3000", "reserve-1000"],
 )
-def test_offloaded_model_plans_with_install_settings(ways, ckpt, clips, tmp_path, engine, settings):
-    ways.standin.set_engine_limits(**engine)
+def test_offloaded_model_install_settings_apply_before_the_load(ways, ckpt, clips, tmp_path, settings, policy):
+    """install()'s limits describe the engine not loaded yet: what cannot fit them is refused before the load."""
     big = clips[BIG]
     limits = Limits(settings.get("max_model_len", 4096), settings.get("reserve_output", 300), settings.get("max_images", 2))
-    ways.run("c", TRANSFER, transfer_args(ckpt, tmp_path / "out", edge_given(tmp_path, big), offload=True), **settings)
-    call = ways.calls[-1]
-    expected = plan(big, ckpt, limits=limits, frames=min(2, limits.max_images))
-    assert_fits(call, expected, limits)
-    if limits.max_model_len == 8192:
-        assert call.image_sizes == [BIG, BIG]
-    else:
-        assert expected.planned.prompt_tokens < upstream_tokens(BIG, ckpt)
+    args = transfer_args(ckpt, tmp_path / "out", edge_given(tmp_path, big), offload=True)
+    with pytest.raises(BudgetError, match="--upsampler_policy"):
+        ways.run("c", TRANSFER, args, policy=policy, **settings)
+    assert ways.standin.LLM.instances == 0 and ways.calls == []
+    # Under upstream's limits the same request is planned (and sent once the engine is there).
+    ways.run("c", TRANSFER, args, policy=policy)
+    assert ways.calls[-1].ok and ways.calls[-1].image_sizes == [(928, 512)] * limits.max_images
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -528,7 +526,7 @@ def test_patch_lines_in_the_standalone_main_let_the_plugin_read_the_video(standi
     # Patched main calls run_upsampler with the video path, without extracting frames first.
     main_tail = standalone_main_fn()
     big = str(clips[BIG])
-    args = SimpleNamespace(prompt=PROMPT, input_video=big, upsampler_policy="max-side:640")
+    args = SimpleNamespace(prompt=PROMPT, input_video=big, upsampler_policy="max-side:640", upsampler_endpoint=None)
     answer = main_tail(args, stand_in_upsampler(ckpt), recording_extract)
     assert extracted == [] and list(private_tmpdir.iterdir()) == []
     assert spy[-1].video == big and spy[-1].policy == "max-side:640"
@@ -552,7 +550,7 @@ def test_patch_lines_in_the_standalone_main_fall_back_without_the_plugin(standin
     baseline = stand_in_upsampler(ckpt)._prompt_upsample_with_offload(PROMPT, extract_video_frames(small))
     capsys.readouterr()
     for policy, printed in [("fit", "--upsampler_policy is ignored: cosmos-upsample-fix is not installed\n"), (None, "")]:
-        args = SimpleNamespace(prompt=PROMPT, input_video=small, upsampler_policy=policy)
+        args = SimpleNamespace(prompt=PROMPT, input_video=small, upsampler_policy=policy, upsampler_endpoint=None)
         assert main_tail(args, stand_in_upsampler(ckpt), recording_extract) == baseline
         assert capsys.readouterr().out == printed + f"Upsampled prompt: {baseline}\n"
         assert engine_view(standin.calls[-1]) == engine_view(standin.calls[0])
@@ -598,7 +596,7 @@ def spy_site(tmp_path):
 
         def spy(call):
             with open(os.environ["CUF_SPY_LOG"], "a") as handle:
-                handle.write(json.dumps({"pid": os.getpid(), "video": call.video, "policy": call.settings.policy}) + "\\n")
+                handle.write(json.dumps({"pid": os.getpid(), "video": call.video, "policy": call.settings.policy.spec}) + "\\n")
 
         spy.order = 10
         """

@@ -18,7 +18,7 @@ import pytest
 from cosmos_upsample_fix import hooks, runtime
 from cosmos_upsample_fix.errors import UpsampleFixError
 from cosmos_upsample_fix.launch import FLAG, main, split_args
-from cosmos_upsample_fix.runtime import Settings
+from cosmos_upsample_fix.options import Options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,10 @@ PROBE = textwrap.dedent(
         "argv": sys.argv,
         "path0": sys.path[0],
         "installed": runtime.is_installed(),
-        "settings": runtime.current_settings().__dict__ if runtime.is_installed() else None,
+        "settings": (
+            dict(vars(runtime.current_settings()), policy=runtime.current_settings().policy.spec)
+            if runtime.is_installed() else None
+        ),
     }
     with open(os.environ["PROBE_REPORT"], "w") as handle:
         json.dump(report, handle)
@@ -87,7 +90,7 @@ def report(tmp_path):
     ],
 )
 def test_split_args(argv, policy, rest):
-    assert split_args(argv) == (policy, rest)
+    assert split_args(argv) == ({} if policy is None else {"policy": policy}, rest)
 
 
 def test_split_args_needs_a_value():
@@ -102,7 +105,7 @@ def test_runs_the_script_as_main_without_the_flag(probe, tmp_path):
     assert seen["name"] == "__main__"
     assert seen["argv"] == [str(probe), "--checkpoint_dir", "ck", "--upsample_prompt"]
     assert seen["path0"] == str(probe.parent)  # as `python SCRIPT` sets it
-    assert seen["installed"] and seen["settings"] == Settings(policy="max-side:640").__dict__
+    assert seen["installed"] and seen["settings"] == dict(vars(Options.build(policy="max-side:640")), policy="max-side:640")
 
 
 def test_runs_a_module_with_dash_m(tmp_path, monkeypatch):

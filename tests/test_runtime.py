@@ -24,8 +24,10 @@ from cosmos_upsample_fix.budget import Limits
 from cosmos_upsample_fix.errors import BudgetError, InputError, UpsampleFixError
 from cosmos_upsample_fix.model import load_model
 from cosmos_upsample_fix.planner import plan_frames
+from cosmos_upsample_fix import wrapping
+from cosmos_upsample_fix.logbridge import CosmosLogHandler
+from cosmos_upsample_fix.options import Options
 from cosmos_upsample_fix.runtime import (
-    Settings,
     budget_fit_preprocessor,
     limits_for,
     run_upsampler,
@@ -126,9 +128,14 @@ def make_upsampler(ckpt, offload=True, max_model_len=None, image_limit=None):
     return klass(str(ckpt), offload_prompt_upsampler=offload)
 
 
-def plan(source, ckpt, prompt=PROMPT, policy="fit", limits=None, frames=2):
+def Settings(**kwargs):  # noqa: N802 - reads like the options it builds
+    return Options.build(**kwargs)
+
+
+def plan(source, ckpt, prompt=PROMPT, policy="fit", limits=None, frames=None):
     """The package's own plan for ``source`` (what the engine should receive)."""
-    return plan_frames(source, prompt, policy=policy, limits=limits or Limits(), model=load_model(ckpt), frames=frames).plan
+    options = Options.build(policy=policy, frames=frames)
+    return plan_frames(source, prompt, options, limits=limits or Limits(), model=load_model(ckpt)).plan
 
 
 def upstream_tokens(size, ckpt, prompt=PROMPT, frames=2):
@@ -155,7 +162,7 @@ class FakeUpsampler:
 
 
 def meta_path_finders():
-    return [f for f in sys.meta_path if isinstance(f, runtime._PatchOnImport)]
+    return [f for f in sys.meta_path if isinstance(f, wrapping.PatchOnImport)]
 
 
 def is_wrapper(func) -> bool:
@@ -173,8 +180,8 @@ def test_install_before_import_hooks_the_class_when_its_module_loads(standin, ck
     original = wrapper.__wrapped__
     assert not is_wrapper(original) and original.__qualname__ == f"PixtralPromptUpsampler.{METHOD}"
     # Only the target module goes through the hook.
-    assert isinstance(sys.modules[UPSAMPLER_MODULE].__spec__.loader, runtime._PatchingLoader)
-    assert not isinstance(sys.modules["cosmos_transfer1.utils.misc"].__spec__.loader, runtime._PatchingLoader)
+    assert isinstance(sys.modules[UPSAMPLER_MODULE].__spec__.loader, wrapping.PatchingLoader)
+    assert not isinstance(sys.modules["cosmos_transfer1.utils.misc"].__spec__.loader, wrapping.PatchingLoader)
 
     # The hooked method fits a 1280x704 clip that upstream cannot send.
     upsampler = make_upsampler(ckpt)
@@ -263,7 +270,7 @@ def test_install_and_uninstall_from_many_threads_leave_a_consistent_state(standi
     assert runtime.is_installed() == (len(finders) == 1) == is_wrapper(method)
     if is_wrapper(method):
         assert method.__wrapped__ is original
-        assert runtime.current_settings().policy in {f"max-side:{320 + i}" for i in range(threads_count)}
+        assert runtime.current_settings().policy.spec in {f"max-side:{320 + i}" for i in range(threads_count)}
 
     cosmos_upsample_fix.install(policy="fit")
     assert is_wrapper(klass.__dict__[METHOD]) and klass.__dict__[METHOD].__wrapped__ is original
@@ -374,7 +381,7 @@ def test_one_info_line_per_call_through_logging_and_the_cosmos_log(standin, ckpt
     assert [m for m in cosmos_log.messages("INFO") if m.startswith("cosmos-upsample-fix")] == expected
     # The bridge to Cosmos's log is attached once, however often the plugin is installed.
     cosmos_upsample_fix.install()
-    bridges = [h for h in logging.getLogger("cosmos_upsample_fix").handlers if isinstance(h, runtime._CosmosLogHandler)]
+    bridges = [h for h in logging.getLogger("cosmos_upsample_fix").handlers if isinstance(h, CosmosLogHandler)]
     assert len(bridges) == 1
 
 
@@ -417,7 +424,7 @@ def test_a_checkpoint_without_a_tokenizer_falls_back_to_the_embedded_one(ckpt, c
     fake = FakeUpsampler(tmp_path / "empty_checkpoint")
     run_upsampler(fake, PROMPT, str(clips[1280, 704]))
     [(_, _, sizes)] = fake.received
-    embedded = plan_frames(clips[1280, 704], PROMPT, limits=Limits(), model=load_model()).plan
+    embedded = plan_frames(clips[1280, 704], PROMPT, Options(), limits=Limits(), model=load_model()).plan
     assert sizes == list(embedded.planned.frame_sizes)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "embedded Pixtral-12B tokenizer" in warnings[0]
@@ -563,7 +570,7 @@ def test_a_custom_preprocessor_runs_first_and_its_output_is_what_gets_fitted(sta
     def fit_spy(call):
         order.append(("budget_fit", list(call.video)))
         # The plan of the custom hook's frames (they exist only during the call).
-        square_plans.append(plan_frames(call.video, PROMPT, limits=Limits(), model=load_model(ckpt)).plan)
+        square_plans.append(plan_frames(call.video, PROMPT, Options(), limits=Limits(), model=load_model(ckpt)).plan)
         return original_fit(call)
 
     square_plans = []
