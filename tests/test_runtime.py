@@ -629,3 +629,207 @@ def test_engine_image_limit_caps_the_frames(standin, ckpt, clips, private_tmpdir
         assert call.ok and call.num_images == 1
         assert call.image_sizes == list(one.planned.frame_sizes)
         assert call.num_tokens == one.planned.prompt_tokens
+
+
+# ----------------------------------------------------------------------------- every caller
+@pytest.fixture
+def fit_count(add_hook):
+    """The budget fitter under its own name, counting how often it plans."""
+    counted = []
+
+    def fit(call):
+        counted.append(call.notes.get("limits"))
+        return budget_fit_preprocessor(call)
+
+    add_hook(hooks.BUDGET_FIT, fit, order=1000)
+    return counted
+
+
+def test_a_direct_prompt_upsample_caller_is_fitted(standin, ckpt, clips, private_tmpdir, spy, fit_count, caplog):
+    """Third-party pipelines load the model themselves and call _prompt_upsample directly."""
+    cosmos_upsample_fix.install()
+    caplog.set_level(logging.INFO)
+    upsampler = make_upsampler(ckpt, offload=False)
+    big = str(clips[1280, 704])
+    answer = upsampler._prompt_upsample(PROMPT, big)
+    [call] = standin.calls
+    expected = plan(big, ckpt)
+    assert call.ok and call.image_sizes == list(expected.planned.frame_sizes) and answer == call.output_text
+    assert len(spy) == 1 and len(fit_count) == 1
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cosmos-upsample-fix:")]
+    assert lines == [f"cosmos-upsample-fix: {expected.summary()}"]
+    assert list(private_tmpdir.iterdir()) == []
+    cosmos_upsample_fix.uninstall()  # upstream's own method again: vLLM refuses the full frames
+    with pytest.raises(ValueError, match=r"^The decoder prompt"):
+        upsampler._prompt_upsample(PROMPT, big)
+
+
+@pytest.mark.parametrize("offload", [True, False])
+def test_both_methods_process_the_input_once(standin, ckpt, clips, private_tmpdir, spy, fit_count, upstream_inputs, offload):
+    """_prompt_upsample_with_offload calls _prompt_upsample: the preprocessors and the plan run once."""
+    cosmos_upsample_fix.install()
+    make_upsampler(ckpt, offload=offload)._prompt_upsample_with_offload(PROMPT, str(clips[1280, 704]))
+    assert len(spy) == 1 and len(fit_count) == 1 and len(standin.calls) == 1
+    assert upstream_inputs[0]["sizes"] == list(plan(clips[1280, 704], ckpt).planned.frame_sizes)
+
+
+@pytest.mark.parametrize("way", ["install", "patch"])
+@pytest.mark.parametrize("max_model_len", [8192, 3000])
+def test_offloaded_call_plans_finally_for_the_engine_that_was_loaded(standin, ckpt, clips, private_tmpdir, spy, way, max_model_len):
+    """With offload, the engine exists only inside upstream's call; the frames sent fit that engine."""
+    big = str(clips[1280, 704])
+    upsampler = make_upsampler(ckpt, offload=True, max_model_len=max_model_len)
+    if way == "install":
+        cosmos_upsample_fix.install()
+        upsampler._prompt_upsample_with_offload(PROMPT, big)
+    else:  # the patch's call, no install(): _prompt_upsample is not wrapped on the class
+        run_upsampler(upsampler, PROMPT, big)
+        assert not wrapping.is_wrapped(type(upsampler), "_prompt_upsample")
+        assert "_prompt_upsample" not in vars(upsampler)  # the per-call route is gone afterwards
+    [call] = standin.calls
+    live = Limits(max_model_len=max_model_len)
+    expected = plan(big, ckpt, limits=live)
+    assert call.ok and call.max_model_len == max_model_len
+    assert call.image_sizes == list(expected.planned.frame_sizes) != list(plan(big, ckpt).planned.frame_sizes)
+    assert call.num_tokens == expected.planned.prompt_tokens <= live.prompt_budget
+    assert len(spy) == 1  # the other preprocessors ran once; only the fit was redone for the engine
+    assert getattr(upsampler, "upsampler_model", None) is None  # offloaded again
+    assert list(private_tmpdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("way", ["install", "patch"])
+def test_refusals_come_before_the_offloaded_load_and_name_the_cosmos_flag(standin, ckpt, clips, private_tmpdir, way):
+    upsampler = make_upsampler(ckpt, offload=True)
+    big = str(clips[1280, 704])
+    with pytest.raises(BudgetError) as info:
+        if way == "install":
+            cosmos_upsample_fix.install(policy="fixed:1280x704")
+            upsampler._prompt_upsample_with_offload(PROMPT, big)
+        else:
+            run_upsampler(upsampler, PROMPT, big, policy="none")
+    assert "--upsampler_policy fit" in str(info.value) and "--policy" not in str(info.value).replace("--upsampler_policy", "")
+    assert standin.LLM.instances == 0 and standin.calls == []
+
+
+# ----------------------------------------------------------------------------- settings and on_error=skip
+def test_install_without_arguments_reads_the_environment_and_arguments_win(monkeypatch):
+    monkeypatch.setenv(runtime.POLICY_ENV, "max-side:480")
+    monkeypatch.setenv(runtime.ON_ERROR_ENV, "skip")
+    monkeypatch.setenv(runtime.ENDPOINT_ENV, "http://127.0.0.1:9/v1/")
+    cosmos_upsample_fix.install()
+    assert runtime.current_settings() == Settings(policy="max-side:480", on_error="skip", endpoint="http://127.0.0.1:9/v1")
+    cosmos_upsample_fix.install(policy="fit", on_error="raise", endpoint="http://server:8000/v1")
+    assert runtime.current_settings() == Settings(policy="fit", on_error="raise", endpoint="http://server:8000/v1")
+    monkeypatch.setenv(runtime.ON_ERROR_ENV, "sometimes")
+    with pytest.raises(UpsampleFixError, match="on_error must be one of raise, fallback, skip"):
+        cosmos_upsample_fix.install()
+
+
+@pytest.mark.parametrize("where", ["install", "environment"])
+def test_skip_keeps_the_users_prompt_and_loads_nothing(standin, ckpt, clips, private_tmpdir, add_hook, caplog, monkeypatch, where):
+    def crash(call):
+        raise RuntimeError("boom")
+
+    add_hook("crash", crash, order=20)
+    if where == "install":
+        cosmos_upsample_fix.install(on_error="skip")
+    else:
+        monkeypatch.setenv(runtime.ON_ERROR_ENV, "skip")
+        cosmos_upsample_fix.install()  # no arguments: the environment's value
+    caplog.set_level(logging.INFO)
+    upsampler = make_upsampler(ckpt, offload=True)
+    for answer in (upsampler._prompt_upsample_with_offload(PROMPT, str(clips[640, 480])),
+                   run_upsampler(upsampler, PROMPT, str(clips[640, 480]))):
+        assert answer == PROMPT
+    assert standin.LLM.instances == 0 and standin.calls == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("on_error=skip, so the prompt is kept unchanged" in w for w in warnings)
+    assert "RuntimeError: boom" in warnings[0]
+    assert list(private_tmpdir.iterdir()) == []
+
+
+def test_skip_after_the_load_when_the_engine_cannot_take_the_fixed_size(standin, ckpt, clips, private_tmpdir, caplog):
+    """The pre-load plan fits upstream's 4096; the loaded engine is smaller: the final plan is refused."""
+    cosmos_upsample_fix.install(policy="fixed:928x512", on_error="skip")
+    upsampler = make_upsampler(ckpt, offload=True, max_model_len=3000)
+    assert upsampler._prompt_upsample_with_offload(PROMPT, str(clips[1280, 704])) == PROMPT
+    assert standin.LLM.instances == 1 and standin.calls == []  # loaded (to learn its limits), never asked
+    assert getattr(upsampler, "upsampler_model", None) is None  # and freed as upstream does
+    assert any("--upsampler_policy" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+# ----------------------------------------------------------------------------- endpoint mode
+@pytest.fixture
+def server():
+    from openai_server import StandInServer
+
+    with StandInServer() as running:
+        yield running
+
+
+@pytest.mark.parametrize("offload", [True, False])
+@pytest.mark.parametrize("method", [METHOD, "_prompt_upsample"])
+def test_install_endpoint_builds_no_engine_and_sends_the_fitted_request(standin, ckpt, clips, private_tmpdir, server, spy, offload, method):
+    cosmos_upsample_fix.install(endpoint=server.url)
+    upsampler = make_upsampler(ckpt, offload=offload)  # without offload upstream would load here
+    assert getattr(upsampler, "upsampler_model", None) is None and standin.LLM.instances == 0
+    big = str(clips[1280, 704])
+    answer = getattr(upsampler, method)(PROMPT, big)
+    [chat] = server.chats()
+    expected = plan(big, ckpt)
+    assert chat.image_sizes == list(expected.planned.frame_sizes) and chat.prompt_tokens == expected.planned.prompt_tokens
+    assert chat.body["max_tokens"] == 300 and chat.body["temperature"] == 0.6
+    assert chat.content_types == ["image_url", "image_url", "text"]
+    assert answer == answer.strip() and answer.startswith(PROMPT) and f"{chat.prompt_tokens} prompt tokens" in answer
+    assert standin.LLM.instances == 0 and standin.calls == [] and len(spy) == 1
+    assert list(private_tmpdir.iterdir()) == []
+
+
+def test_run_upsampler_endpoint_plans_with_the_servers_limits(standin, ckpt, clips, private_tmpdir):
+    from openai_server import StandInServer
+
+    with StandInServer(max_model_len=8192) as large:
+        upsampler = make_upsampler(ckpt, offload=True)
+        answer = run_upsampler(upsampler, "", str(clips[1280, 704]), endpoint=large.url)
+        [chat] = large.chats()
+    expected = plan(clips[1280, 704], ckpt, prompt="", limits=Limits(max_model_len=8192))
+    assert chat.image_sizes == list(expected.planned.frame_sizes) and chat.prompt_tokens == expected.planned.prompt_tokens
+    assert answer.startswith("describe the following images")  # upstream's empty-prompt text was sent
+    assert standin.LLM.instances == 0 and standin.calls == []
+
+
+@pytest.mark.parametrize("on_error", ["raise", "fallback", "skip"])
+def test_endpoint_failures_follow_on_error(standin, ckpt, clips, private_tmpdir, monkeypatch, caplog, on_error):
+    from cosmos_upsample_fix import endpoint
+    from cosmos_upsample_fix.endpoint_http import EndpointError
+
+    def down(source, prompt, options, **kwargs):
+        raise EndpointError(f"upsampler endpoint {options.endpoint} cannot be reached: connection refused")
+
+    monkeypatch.setattr(endpoint, "upsample_remote", down)
+    cosmos_upsample_fix.install(endpoint="http://127.0.0.1:9/v1", on_error=on_error)
+    upsampler = make_upsampler(ckpt, offload=False)
+    if on_error == "raise":
+        with pytest.raises(EndpointError, match="127.0.0.1:9/v1 cannot be reached"):
+            upsampler._prompt_upsample_with_offload(PROMPT, str(clips[640, 480]))
+    else:  # no local engine to fall back to: the prompt is kept
+        assert upsampler._prompt_upsample_with_offload(PROMPT, str(clips[640, 480])) == PROMPT
+        [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert f"on_error={on_error}, so the prompt is kept unchanged" in warning and "127.0.0.1:9" in warning
+    assert standin.LLM.instances == 0 and standin.calls == []
+
+
+# ----------------------------------------------------------------------------- warnings with no logging set up
+def test_warnings_reach_stderr_when_nothing_else_logs(ckpt, clips, tmp_path, add_hook, monkeypatch, capsys):
+    def crash(call):
+        raise RuntimeError("boom")
+
+    add_hook("crash", crash, order=20)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # no handler anywhere (pytest's removed)
+    monkeypatch.delitem(sys.modules, "cosmos_transfer1.utils.log", raising=False)
+    monkeypatch.delitem(sys.modules, "loguru", raising=False)
+    cosmos_upsample_fix.install(on_error="fallback")
+    fake = FakeUpsampler(ckpt)
+    assert run_upsampler(fake, PROMPT, str(clips[640, 480])) == "answer"
+    err = capsys.readouterr().err
+    assert "on_error=fallback, so upstream gets the original input" in err and len(err.splitlines()) == 1
