@@ -5,12 +5,16 @@ Nothing here is autouse: tests that do not ask for these fixtures are not affect
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +25,7 @@ REPO_ROOT = TESTS_DIR.parent
 STANDIN_DIR = TESTS_DIR / "standin"
 UPSAMPLER_SUBDIR = Path("nvidia") / "Cosmos-UpsamplePrompt1-12B-Transfer"
 STANDIN_PACKAGES = ("vllm", "cosmos_transfer1")
+STANDIN_SWITCHES = ("STANDIN_PATCHED", "STANDIN_MAX_MODEL_LEN", "STANDIN_IMAGE_LIMIT", "STANDIN_TEMPDIR")
 
 # Pixtral-12B's vision encoder settings (its public params.json); the image tokenization the
 # stand-in engine does comes from tekken.json, which carries the same patch and image size.
@@ -130,7 +135,7 @@ class Standin:
 def standin(monkeypatch):
     """Put tests/standin first on sys.path for this test (``import vllm``, ``import cosmos_transfer1``);
     afterwards remove it, purge the stand-in modules and forget the recorded engine calls."""
-    for name in ("STANDIN_PATCHED", "STANDIN_MAX_MODEL_LEN", "STANDIN_IMAGE_LIMIT", "STANDIN_TEMPDIR"):
+    for name in STANDIN_SWITCHES:
         monkeypatch.delenv(name, raising=False)
     _purge_standin_modules()
     sys.path.insert(0, str(STANDIN_DIR))
@@ -305,6 +310,51 @@ def run_standin_script(
 def run_standin():
     """The :func:`run_standin_script` helper as a fixture."""
     return run_standin_script
+
+
+@pytest.fixture
+def run_standin_here(standin, monkeypatch):
+    """:func:`run_standin_script` in this process (runpy), for tests that need no fresh interpreter.
+
+    Same arguments; returns an object with ``returncode``, ``stdout`` and ``stderr`` as a
+    subprocess would give them (an uncaught exception: its traceback on stderr, status 1;
+    ``SystemExit``: its code). Environment, ``sys.argv``/``sys.path`` and the working folder
+    are restored after the test; ``block_plugin=True`` makes importing the runtime fail.
+    """
+
+    def run(script: str, *args: str, cwd=None, block_plugin: bool = False, **env_kwargs) -> SimpleNamespace:
+        path = str(SCRIPTS.get(script, script))
+        env = standin_env(**env_kwargs)
+        monkeypatch.setenv("TOKENIZERS_PARALLELISM", os.environ.get("TOKENIZERS_PARALLELISM", "false"))
+        for key in (*torchrun_environ(), *STANDIN_SWITCHES):
+            if key in env:
+                monkeypatch.setenv(key, env[key])
+            else:
+                monkeypatch.delenv(key, raising=False)
+        for key, value in (env_kwargs.get("extra") or {}).items():
+            monkeypatch.setenv(key, value)
+        if block_plugin:
+            monkeypatch.setitem(sys.modules, "cosmos_upsample_fix.runtime", None)
+        monkeypatch.setattr(sys, "argv", [path, *map(str, args)])
+        monkeypatch.setattr(sys, "path", [os.path.dirname(path), *sys.path])
+        if cwd:
+            monkeypatch.chdir(cwd)
+        out, err, code = io.StringIO(), io.StringIO(), 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(path, run_name="__main__")
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+            except Exception:
+                traceback.print_exc()
+                code = 1
+        return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+    return run
 
 
 @pytest.fixture

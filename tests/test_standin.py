@@ -409,14 +409,14 @@ def test_log_stand_in_records_and_prints(standin, capsys):
 
 
 # ----------------------------------------------------------------------------- the scripts
-def test_transfer_script_fails_on_1280x704_and_passes_on_640x480(run_standin, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path):
+def test_transfer_script_fails_on_1280x704_and_passes_on_640x480(run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path):
     big = video_clip(1280, 704, name="big.mp4")
     spec = edge_spec(tmp_path, big, input_control=big)
     out = tmp_path / "out_big"
     flags = ["--checkpoint_dir", cosmos_checkpoint, "--video_save_folder", out, "--controlnet_specs", spec,
              "--offload_text_encoder_model", "--upsample_prompt", "--offload_prompt_upsampler",
              "--offload_guardrail_models", "--num_gpus", "1"]
-    result = run_standin("transfer", *flags)
+    result = run_standin_here("transfer", *flags)
     assert result.returncode != 0
     assert f"ValueError: {TOO_LONG_4699}" in result.stderr
     assert not (out / "output.txt").exists()
@@ -425,7 +425,7 @@ def test_transfer_script_fails_on_1280x704_and_passes_on_640x480(run_standin, co
     spec = edge_spec(tmp_path, small)  # no input_control: the upsampler makes its own edge video
     out = tmp_path / "out_small"
     flags[3], flags[5] = out, spec
-    result = run_standin("transfer", *flags)
+    result = run_standin_here("transfer", *flags)
     assert result.returncode == 0, result.stderr
     assert (out / "output.txt").read_text() == f"Upsampled: {PROMPT} [2 images, 2479 tokens]"
     assert video_info(out / "video_0" / "control_input_edge_upsampler.mp4") == (3, 640, 480)
@@ -434,10 +434,10 @@ def test_transfer_script_fails_on_1280x704_and_passes_on_640x480(run_standin, co
     assert sorted(p.name for p in private_tmpdir.iterdir()) == ["frame_1.png", "frame_2.png"]
 
 
-def test_transfer_script_on_rank_1_keeps_the_prompt(run_standin, cosmos_checkpoint, video_clip, tmp_path):
+def test_transfer_script_on_rank_1_keeps_the_prompt(run_standin_here, cosmos_checkpoint, video_clip, tmp_path):
     big = video_clip(1280, 704)
     out = tmp_path / "out"
-    result = run_standin(
+    result = run_standin_here(
         "transfer", "--checkpoint_dir", cosmos_checkpoint, "--video_save_folder", out,
         "--controlnet_specs", edge_spec(tmp_path, big, input_control=big), "--upsample_prompt", "--num_gpus", "1",
         rank=1, world_size=2,
@@ -447,13 +447,13 @@ def test_transfer_script_on_rank_1_keeps_the_prompt(run_standin, cosmos_checkpoi
     assert "Initializing prompt upsampler" not in result.stdout
 
 
-def test_transfer_script_batch_mode_calls_once_per_entry(run_standin, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path, standin_helpers):
+def test_transfer_script_batch_mode_calls_once_per_entry(run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path, standin_helpers):
     entries = [{"prompt": f"scene {i}", "visual_input": str(video_clip(320, 240 - 16 * i, name=f"b{i}.mp4"))} for i in range(3)]
     batch = tmp_path / "batch.jsonl"
     batch.write_text("".join(json.dumps(e) + "\n" for e in entries))
     spec = edge_spec(tmp_path, entries[0]["visual_input"])
     out = tmp_path / "out"
-    result = run_standin(
+    result = run_standin_here(
         "transfer", "--checkpoint_dir", cosmos_checkpoint, "--video_save_folder", out, "--controlnet_specs", spec,
         "--batch_input_path", batch, "--batch_size", "2", "--upsample_prompt", "--offload_prompt_upsampler",
     )
@@ -467,19 +467,19 @@ def test_transfer_script_batch_mode_calls_once_per_entry(run_standin, cosmos_che
     assert result.stdout.count("Upsampled prompt 1:") == 2 and result.stdout.count("Upsampled prompt 2:") == 1
 
 
-def test_standalone_upsampler_pipeline(run_standin, cosmos_checkpoint, private_tmpdir, video_clip):
+def test_standalone_upsampler_pipeline(run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip):
     small, big = video_clip(640, 480), video_clip(1280, 704)
     base = ["--checkpoint_dir", cosmos_checkpoint, "--prompt", PROMPT, "--offload_prompt_upsampler"]
-    ok = run_standin("upsampler_pipeline", *base, "--input_video", small)
+    ok = run_standin_here("upsampler_pipeline", *base, "--input_video", small)
     assert ok.returncode == 0, ok.stderr
     assert f"Upsampled prompt: Upsampled: {PROMPT} [2 images, 2479 tokens]" in ok.stdout
-    bad = run_standin("upsampler_pipeline", *base, "--input_video", big)
+    bad = run_standin_here("upsampler_pipeline", *base, "--input_video", big)
     assert bad.returncode != 0 and f"ValueError: {TOO_LONG_4699}" in bad.stderr
-    quiet = run_standin("upsampler_pipeline", *base, "--input_video", big, rank=1, world_size=2)
+    quiet = run_standin_here("upsampler_pipeline", *base, "--input_video", big, rank=1, world_size=2)
     assert quiet.returncode == 0 and quiet.stdout == ""
-    bare = run_standin("upsampler_pipeline", *base, "--input_video", small, rank=None)
+    bare = run_standin_here("upsampler_pipeline", *base, "--input_video", small, rank=None)
     assert bare.returncode != 0 and "KeyError: 'RANK'" in bare.stderr
-    unpatched = run_standin("upsampler_pipeline", *base, "--input_video", small, "--upsampler_policy", "fit")
+    unpatched = run_standin_here("upsampler_pipeline", *base, "--input_video", small, "--upsampler_policy", "fit")
     assert unpatched.returncode == 2 and "unrecognized arguments: --upsampler_policy fit" in unpatched.stderr
 
 
@@ -488,7 +488,7 @@ def fake_runtime(monkeypatch, answer="plugin answer"):
     calls = []
     module = types.ModuleType("cosmos_upsample_fix.runtime")
 
-    def run_upsampler(upsampler, prompt, video_path, policy=None):
+    def run_upsampler(upsampler, prompt, video_path, policy=None, endpoint=None):
         calls.append((upsampler, prompt, video_path, policy))
         return answer
 
@@ -546,10 +546,10 @@ def test_patched_standalone_main_passes_the_video_path(standin, cosmos_checkpoin
     assert list(private_tmpdir.iterdir()) == []  # the plugin, not upstream, handles the frames
 
 
-def test_patched_scripts_accept_the_policy_and_fall_back_without_plugin(run_standin, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path):
+def test_patched_scripts_accept_the_policy_and_fall_back_without_plugin(run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path):
     small = video_clip(640, 480)
     out = tmp_path / "out"
-    result = run_standin(
+    result = run_standin_here(
         "transfer", "--checkpoint_dir", cosmos_checkpoint, "--video_save_folder", out,
         "--controlnet_specs", edge_spec(tmp_path, small, input_control=small), "--upsample_prompt",
         "--upsampler_policy", "fit", patched=True, block_plugin=True,
@@ -558,7 +558,7 @@ def test_patched_scripts_accept_the_policy_and_fall_back_without_plugin(run_stan
     assert "WARNING | --upsampler_policy is ignored: cosmos-upsample-fix is not installed" in result.stdout
     assert (out / "output.txt").read_text() == f"Upsampled: {PROMPT} [2 images, 2479 tokens]"
 
-    result = run_standin(
+    result = run_standin_here(
         "upsampler_pipeline", "--checkpoint_dir", cosmos_checkpoint, "--prompt", PROMPT, "--input_video", small,
         "--upsampler_policy", "fit", patched=True, block_plugin=True,
     )

@@ -5,8 +5,9 @@ same spec-file merging, same pipeline construction and batch loop. Instead of a 
 writes the final prompt: ``<video_save_folder>/<video_save_name>.txt`` for one input,
 ``<video_save_folder>/video_<i>/prompt.txt`` for a batch file.
 
-Under ``STANDIN_PATCHED=1``: ``--upsampler_policy`` exists and is passed to the pipeline as
-``upsampler_policy=`` (as patches/cosmos-transfer1.patch does).
+Under ``STANDIN_PATCHED=1``: ``--upsampler_policy`` and ``--upsampler_endpoint`` exist and are
+passed to the pipeline as ``upsampler_policy=`` / ``upsampler_endpoint=``, and an endpoint makes
+the script call ``install(policy=, endpoint=)`` right after parsing (as patches/cosmos-transfer1.patch does).
 """
 import argparse
 import copy
@@ -63,6 +64,7 @@ def parse_arguments():
     parser.add_argument("--offload_prompt_upsampler", action="store_true")
     if _standin.patched():
         parser.add_argument("--upsampler_policy", type=str, default=None)
+        parser.add_argument("--upsampler_endpoint", type=str, default=None)
     parser.add_argument("--use_distilled", action="store_true")
     parser.add_argument("--save_input_noise", action="store_true")
     parser.add_argument("--benchmark", action="store_true")
@@ -91,7 +93,9 @@ def demo(cfg, control_inputs):
         device_rank = int(os.environ.get("RANK", 0))
 
     preprocessors = Preprocessors()
-    extra = {"upsampler_policy": cfg.upsampler_policy} if _standin.patched() else {}
+    extra = {}
+    if _standin.patched():
+        extra = {"upsampler_policy": cfg.upsampler_policy, "upsampler_endpoint": cfg.upsampler_endpoint}
 
     if cfg.use_distilled:
         assert not cfg.is_av_sample
@@ -206,4 +210,11 @@ def demo(cfg, control_inputs):
 
 if __name__ == "__main__":
     args, control_inputs = parse_arguments()
+    if _standin.patched() and args.upsampler_endpoint:  # the patch: requests go to this server
+        try:
+            from cosmos_upsample_fix.runtime import install
+        except ImportError:
+            log.warning("--upsampler_endpoint is ignored: cosmos-upsample-fix is not installed")
+        else:
+            install(policy=args.upsampler_policy, endpoint=args.upsampler_endpoint)
     demo(args, control_inputs)

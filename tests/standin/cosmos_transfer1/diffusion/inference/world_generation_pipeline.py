@@ -61,6 +61,7 @@ class DiffusionControl2WorldGenerationPipeline(BaseWorldGenerationPipeline):
         upsample_prompt: bool = False,
         offload_prompt_upsampler: bool = False,
         upsampler_policy=_UNSET,  # exists only in the patched variant (STANDIN_PATCHED=1)
+        upsampler_endpoint=_UNSET,  # likewise
         process_group=None,
         regional_prompts: List[str] = None,
         region_definitions: Union[List[List[float]], object] = None,
@@ -68,10 +69,9 @@ class DiffusionControl2WorldGenerationPipeline(BaseWorldGenerationPipeline):
         disable_guardrail: bool = False,
         save_input_noise: bool = False,
     ):
-        if upsampler_policy is not _UNSET and not _standin.patched():
-            raise TypeError(
-                f"{type(self).__name__}.__init__() got an unexpected keyword argument 'upsampler_policy'"
-            )
+        for name, value in (("upsampler_policy", upsampler_policy), ("upsampler_endpoint", upsampler_endpoint)):
+            if value is not _UNSET and not _standin.patched():
+                raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument '{name}'")
         self.num_input_frames = num_input_frames
         self.control_inputs = control_inputs
         self.sigma_max = sigma_max
@@ -81,6 +81,7 @@ class DiffusionControl2WorldGenerationPipeline(BaseWorldGenerationPipeline):
         self.offload_prompt_upsampler = offload_prompt_upsampler
         if _standin.patched():
             self.upsampler_policy = None if upsampler_policy is _UNSET else upsampler_policy
+            self.upsampler_endpoint = None if upsampler_endpoint is _UNSET else upsampler_endpoint
         self.prompt_upsampler = None
         self.upsampler_hint_key = None
         self.hint_details = None
@@ -176,7 +177,11 @@ class DiffusionControl2WorldGenerationPipeline(BaseWorldGenerationPipeline):
             run_upsampler = None
         if run_upsampler is not None:
             return run_upsampler(
-                self.prompt_upsampler, prompt, input_control_path, policy=getattr(self, "upsampler_policy", None)
+                self.prompt_upsampler,
+                prompt,
+                input_control_path,
+                policy=getattr(self, "upsampler_policy", None),
+                endpoint=getattr(self, "upsampler_endpoint", None),
             )
         if getattr(self, "upsampler_policy", None):
             log.warning("--upsampler_policy is ignored: cosmos-upsample-fix is not installed")

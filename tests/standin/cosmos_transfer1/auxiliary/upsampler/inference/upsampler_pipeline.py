@@ -1,8 +1,9 @@
 """Stand-in for ``cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py``.
 
 Upstream's standalone script: ``--prompt``, ``--input_video``, ``--checkpoint_dir``,
-``--offload_prompt_upsampler``; under ``STANDIN_PATCHED=1`` also ``--upsampler_policy``
-and the plugin-aware call of patches/cosmos-transfer1.patch.
+``--offload_prompt_upsampler``; under ``STANDIN_PATCHED=1`` also ``--upsampler_policy``,
+``--upsampler_endpoint`` (``install(policy=, endpoint=)`` right after parsing) and the
+plugin-aware call of patches/cosmos-transfer1.patch.
 """
 import argparse
 
@@ -20,11 +21,19 @@ def parse_args():
     parser.add_argument("--offload_prompt_upsampler", action="store_true", help="Offload prompt upsampler model after inference")
     if _standin.patched():
         parser.add_argument("--upsampler_policy", type=str, default=None, help="Frame downsampling policy (patched)")
+        parser.add_argument("--upsampler_endpoint", type=str, default=None, help="Upsampler server URL (patched)")
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    if _standin.patched() and args.upsampler_endpoint:  # the patch: requests go to this server
+        try:
+            from cosmos_upsample_fix.runtime import install
+        except ImportError:
+            print("--upsampler_endpoint is ignored: cosmos-upsample-fix is not installed")
+        else:
+            install(policy=args.upsampler_policy, endpoint=args.upsampler_endpoint)
     model = PixtralPromptUpsampler(args.checkpoint_dir, offload_prompt_upsampler=args.offload_prompt_upsampler)
 
     if _standin.patched():
@@ -34,7 +43,9 @@ def main():
         except ImportError:
             run_upsampler = None
         if run_upsampler is not None:
-            upsampled_prompt = run_upsampler(model, args.prompt, args.input_video, policy=args.upsampler_policy)
+            upsampled_prompt = run_upsampler(
+                model, args.prompt, args.input_video, policy=args.upsampler_policy, endpoint=args.upsampler_endpoint
+            )
         else:
             if args.upsampler_policy:
                 print("--upsampler_policy is ignored: cosmos-upsample-fix is not installed")
