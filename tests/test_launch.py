@@ -17,7 +17,7 @@ import pytest
 
 from cosmos_upsample_fix import hooks, runtime
 from cosmos_upsample_fix.errors import UpsampleFixError
-from cosmos_upsample_fix.launch import FLAG, main, split_args
+from cosmos_upsample_fix.launch import ENDPOINT_FLAG, FLAG, main, split_args
 from cosmos_upsample_fix.options import Options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def isolated(monkeypatch, tmp_path):
     """The launcher changes sys.argv and sys.path[0] and installs the plugin: undo all three."""
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     monkeypatch.setattr(sys, "path", list(sys.path))
-    for name in (runtime.POLICY_ENV, runtime.ON_ERROR_ENV, "PROBE_EXIT"):
+    for name in (runtime.POLICY_ENV, runtime.ON_ERROR_ENV, runtime.ENDPOINT_ENV, "PROBE_EXIT", "COSMOS_UPSAMPLE_FIX_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PROBE_REPORT", str(tmp_path / "report.json"))
     runtime.uninstall()
@@ -87,6 +87,7 @@ def report(tmp_path):
         ([FLAG, "fit", "y", FLAG, "none"], "none", ["y"]),  # the last one wins, like argparse
         (["--upsampler_policy_other", "1"], None, ["--upsampler_policy_other", "1"]),  # only the exact flag
         ([], None, []),
+        ([ENDPOINT_FLAG + "x", "1"], None, [ENDPOINT_FLAG + "x", "1"]),
     ],
 )
 def test_split_args(argv, policy, rest):
@@ -137,7 +138,7 @@ def test_policy_from_flag_then_environment_then_fit(probe, tmp_path, monkeypatch
     assert report(tmp_path)["settings"]["policy"] == expected
 
 
-@pytest.mark.parametrize("value, expected", [(None, "raise"), ("fallback", "fallback"), ("raise", "raise")])
+@pytest.mark.parametrize("value, expected", [(None, "raise"), ("fallback", "fallback"), ("raise", "raise"), ("skip", "skip")])
 def test_on_error_from_the_environment(probe, tmp_path, monkeypatch, value, expected):
     """README: on_error comes from install(on_error=...) or $COSMOS_UPSAMPLE_FIX_ON_ERROR; the
     launcher has no other way to set it."""
@@ -155,6 +156,10 @@ def test_on_error_from_the_environment(probe, tmp_path, monkeypatch, value, expe
         (["-m"], "-m needs a module name"),
         (["{probe}", FLAG], f"{FLAG} needs a value"),
         (["{probe}", FLAG, "biggest"], "biggest"),
+        (["{probe}", ENDPOINT_FLAG], f"{ENDPOINT_FLAG} needs a value"),
+        (["{probe}", ENDPOINT_FLAG, "ftp://x"], "endpoint must be an http:// or https:// URL"),
+        (["-m", "no_such_module_here"], "module not found: no_such_module_here"),
+        (["-m", "no_such_package_here.transfer"], "module not found: no_such_package_here.transfer"),
     ],
 )
 def test_usage_errors_exit_2_before_anything_runs(probe, tmp_path, capsys, monkeypatch, argv, message):
@@ -163,7 +168,43 @@ def test_usage_errors_exit_2_before_anything_runs(probe, tmp_path, capsys, monke
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("cosmos_upsample_fix.launch: error: ") and message in err and err.count("\n") == 1
-    assert report(tmp_path) is None and not runtime.is_installed()
+    assert report(tmp_path) is None
+    if argv[0] != "-m" or len(argv) == 1:  # a module is looked up once the hook is in (its parents may import Cosmos)
+        assert not runtime.is_installed()
+
+
+def test_endpoint_flag_and_environment(probe, tmp_path, monkeypatch):
+    """--upsampler_endpoint is taken out of the script's arguments and installed; else the environment's."""
+    assert main([str(probe), "--x", f"{ENDPOINT_FLAG}=http://host:8000/v1/", FLAG, "max-side:640"]) == 0
+    seen = report(tmp_path)
+    assert seen["argv"] == [str(probe), "--x"]
+    assert seen["settings"]["endpoint"] == "http://host:8000/v1" and seen["settings"]["policy"] == "max-side:640"
+    monkeypatch.setenv(runtime.ENDPOINT_ENV, "http://other:9000/v1")
+    assert main([str(probe)]) == 0
+    assert report(tmp_path)["settings"]["endpoint"] == "http://other:9000/v1"
+
+
+@pytest.mark.parametrize("missing", ["torch", "cosmos_transfer1.diffusion.inference"])
+def test_a_script_without_torch_or_cosmos_is_one_line(tmp_path, capsys, monkeypatch, missing):
+    """The launcher started from a Python without Cosmos's packages: one line, exit 1, no traceback."""
+    script = tmp_path / "needs.py"
+    script.write_text(f"import {missing}\n")
+    monkeypatch.setitem(sys.modules, missing.split(".")[0], None)  # not importable, whatever is installed
+    assert main([str(script)]) == 1
+    err = capsys.readouterr().err
+    top = missing.split(".")[0]
+    assert err.startswith(f"cosmos_upsample_fix.launch: error: {script} needs '{top}'") and err.count("\n") == 1
+    assert "Traceback" not in err
+    monkeypatch.setenv("COSMOS_UPSAMPLE_FIX_DEBUG", "1")  # the traceback on request
+    with pytest.raises(ModuleNotFoundError):
+        main([str(script)])
+
+
+def test_other_missing_modules_keep_their_traceback(tmp_path):
+    script = tmp_path / "typo.py"
+    script.write_text("import no_such_helper_module_xyz\n")
+    with pytest.raises(ModuleNotFoundError, match="no_such_helper_module_xyz"):
+        main([str(script)])
 
 
 def test_bad_on_error_in_the_environment_is_a_usage_error(probe, tmp_path, capsys, monkeypatch):
