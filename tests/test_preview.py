@@ -206,3 +206,32 @@ def test_without_a_usable_encoder_it_approximates_and_says_so(video_clip, model,
 ])
 def test_hint_size(size, hint):
     assert preview.hint_size(*size) == hint
+
+
+def test_a_plan_larger_than_the_models_view_is_drawn_at_its_planned_size(video_clip, model, tmp_path):
+    """``none`` in a large context sends 1280x720, which the model sees at 1024x576: one scale of 1.25."""
+    clip = video_clip(1280, 720, frames=2)
+    options = Options.build(policy="none", max_model_len=16384)
+    out = preview.render_preview(clip, PROMPT, options, tmp_path / "p.png", model=model)
+    plan_panel, hint_panel, upstream_panel = figures(out)
+    assert plan_panel["sent"] == [1280, 720] and plan_panel["view"] == [1024, 576]
+    assert plan_panel["box"][2:] == [1280, 720]
+    assert hint_panel["box"][2:] == [400, 240]  # 320x192 at the same scale
+    assert upstream_panel["fits"] and upstream_panel["box"][2:] == [1280, 720]
+    with Image.open(out) as picture:
+        assert picture.width >= 2 * 1280 + 400
+
+
+def test_an_exif_still_upstream_panel_is_the_stored_image(model, tmp_path):
+    """Upstream (and vLLM) ignore EXIF orientation: its panel is the stored 1400x600 image; the plan is upright."""
+    pixels = np.random.default_rng(1).integers(0, 256, (600, 1400, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    Image.fromarray(pixels).save(tmp_path / "still.jpg", exif=exif, quality=95)
+    out = preview.render_preview(tmp_path / "still.jpg", PROMPT, Options(), tmp_path / "p.png", model=model)
+    plan_panel, _, upstream_panel = figures(out)
+    assert plan_panel["sent"][1] > plan_panel["sent"][0]  # upright
+    assert upstream_panel["sent"] == [1400, 600] and upstream_panel["view"] == [1024, 448]
+    with Image.open(tmp_path / "still.jpg") as stored:
+        original = np.asarray(stored.convert("RGB"))
+    assert upstream_panel["psnr"] == pytest.approx(psnr(original, model_view(model, original)), abs=1e-3)
