@@ -3,6 +3,7 @@ a private temp dir, clips, and a runner for the stand-in scripts (see tests/stan
 
 Nothing here is autouse: tests that do not ask for these fixtures are not affected.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,6 +55,7 @@ PIXTRAL_PARAMS = {
         "adapter_bias": True,
     },
 }
+
 
 # What `torchrun --nproc_per_node=1` puts in a worker's environment (the keys upstream's
 # scripts remove; upsampler_pipeline.py deletes each one unconditionally).
@@ -242,7 +244,12 @@ def video_clip(tmp_path):
 # ----------------------------------------------------------------------------- scripts
 SCRIPTS = {
     "transfer": STANDIN_DIR / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py",
-    "upsampler_pipeline": STANDIN_DIR / "cosmos_transfer1" / "auxiliary" / "upsampler" / "inference" / "upsampler_pipeline.py",
+    "upsampler_pipeline": STANDIN_DIR
+    / "cosmos_transfer1"
+    / "auxiliary"
+    / "upsampler"
+    / "inference"
+    / "upsampler_pipeline.py",
 }
 
 _BLOCK_PLUGIN_BOOT = (

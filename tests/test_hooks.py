@@ -1,4 +1,5 @@
 """The preprocessor registry: entry points, order, disabling, chaining."""
+
 from __future__ import annotations
 
 from importlib.metadata import entry_points

@@ -15,6 +15,7 @@ other torchrun ranks, the standalone upsampler pipeline).
 The engine's records (``vllm.LLM.calls``) are compared with what the package's planner computes;
 token counts come from mistral_common (in the stand-in engine) and ``load_model().count``.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,9 +53,23 @@ BIG, SMALL = (1280, 704), (640, 480)
 
 # What reaches the engine, per conversation (everything but the engine's serial number).
 ENGINE_FIELDS = (
-    "model", "max_model_len", "image_limit", "prompt_text", "num_images", "image_sizes", "image_media_types",
-    "image_formats", "processed_sizes", "image_tokens", "num_tokens", "max_tokens", "temperature",
-    "output_text", "output_tokens", "finish_reason", "error",
+    "model",
+    "max_model_len",
+    "image_limit",
+    "prompt_text",
+    "num_images",
+    "image_sizes",
+    "image_media_types",
+    "image_formats",
+    "processed_sizes",
+    "image_tokens",
+    "num_tokens",
+    "max_tokens",
+    "temperature",
+    "output_text",
+    "output_tokens",
+    "finish_reason",
+    "error",
 )
 
 
@@ -92,8 +107,13 @@ def spy():
     seen = []
 
     def record(call):
-        seen.append(SimpleNamespace(video=list(call.video) if isinstance(call.video, list) else call.video,
-                                    prompt=call.prompt, policy=call.settings.policy.spec))
+        seen.append(
+            SimpleNamespace(
+                video=list(call.video) if isinstance(call.video, list) else call.video,
+                prompt=call.prompt,
+                policy=call.settings.policy.spec,
+            )
+        )
         return None
 
     hooks.register("integration_spy", record, order=10)
@@ -113,8 +133,20 @@ class Ways:
     def calls(self):
         return self.standin.calls
 
-    def run(self, path, script, args, *, plugin=True, policy=None, endpoint=None, rank=0, world_size=1, expect_code=0,
-            **install_kwargs):
+    def run(
+        self,
+        path,
+        script,
+        args,
+        *,
+        plugin=True,
+        policy=None,
+        endpoint=None,
+        rank=0,
+        world_size=1,
+        expect_code=0,
+        **install_kwargs,
+    ):
         """``plugin=False``: without the plugin (a: patched tree, plugin not importable; b, c: upstream).
         ``endpoint``: the upsampler server, as ``--upsampler_endpoint`` (a, b) or ``install(endpoint=)`` (c)."""
         args = [str(a) for a in args]
@@ -188,8 +220,19 @@ def write_spec(folder, name, controls, input_video, prompt=PROMPT):
 
 
 def transfer_args(ckpt, out, spec, *, offload=True, num_gpus=1, extra=()):
-    args = ["--checkpoint_dir", ckpt, "--video_save_folder", out, "--controlnet_specs", spec,
-            "--offload_text_encoder_model", "--upsample_prompt", "--offload_guardrail_models", "--num_gpus", num_gpus]
+    args = [
+        "--checkpoint_dir",
+        ckpt,
+        "--video_save_folder",
+        out,
+        "--controlnet_specs",
+        spec,
+        "--offload_text_encoder_model",
+        "--upsample_prompt",
+        "--offload_guardrail_models",
+        "--num_gpus",
+        num_gpus,
+    ]
     return args + (["--offload_prompt_upsampler"] if offload else []) + list(extra)
 
 
@@ -267,14 +310,21 @@ def test_the_loaded_engines_own_limits_are_honoured(ways, ckpt, clips, tmp_path,
 
     limits = Limits(max_model_len=3000) if case == "max_model_len=3000" else Limits(max_images=1)
     frames = limits.max_images
-    failure = too_long(upstream_tokens(BIG, ckpt), 3000) if case == "max_model_len=3000" else r"^At most 1 image\(s\) may be provided"
+    failure = (
+        too_long(upstream_tokens(BIG, ckpt), 3000)
+        if case == "max_model_len=3000"
+        else r"^At most 1 image\(s\) may be provided"
+    )
     with pytest.raises(ValueError, match=failure):
         ways.run(path, TRANSFER, args("without"), plugin=False)
     ways.run(path, TRANSFER, args("with"))
     call = ways.calls[-1]
     expected = plan(big, ckpt, limits=limits, frames=frames)
     assert_fits(call, expected, limits)
-    assert call.num_images == frames and (call.max_model_len, call.image_limit) == (limits.max_model_len, limits.max_images)
+    assert call.num_images == frames and (call.max_model_len, call.image_limit) == (
+        limits.max_model_len,
+        limits.max_images,
+    )
     default = plan(big, ckpt)
     assert expected.planned.prompt_tokens < default.planned.prompt_tokens  # a smaller plan than under 4096/2
 
@@ -303,7 +353,9 @@ def test_offloaded_model_final_plan_uses_the_loaded_engines_limits(ways, ckpt, c
 def test_offloaded_model_install_settings_apply_before_the_load(ways, ckpt, clips, tmp_path, settings, policy):
     """install()'s limits describe the engine not loaded yet: what cannot fit them is refused before the load."""
     big = clips[BIG]
-    limits = Limits(settings.get("max_model_len", 4096), settings.get("reserve_output", 300), settings.get("max_images", 2))
+    limits = Limits(
+        settings.get("max_model_len", 4096), settings.get("reserve_output", 300), settings.get("max_images", 2)
+    )
     args = transfer_args(ckpt, tmp_path / "out", edge_given(tmp_path, big), offload=True)
     with pytest.raises(BudgetError, match="--upsampler_policy"):
         ways.run("c", TRANSFER, args, policy=policy, **settings)
@@ -338,14 +390,18 @@ def server():
 
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
 @pytest.mark.parametrize("path", PATHS)
-def test_endpoint_builds_no_local_engine_and_returns_the_servers_answer(ways, ckpt, clips, tmp_path, server, spy, path, offload):
+def test_endpoint_builds_no_local_engine_and_returns_the_servers_answer(
+    ways, ckpt, clips, tmp_path, server, spy, path, offload
+):
     big = clips[BIG]
     out = tmp_path / "out"
     ways.run(path, TRANSFER, transfer_args(ckpt, out, edge_given(tmp_path, big), offload=offload), endpoint=server.url)
     assert ways.standin.LLM.instances == 0 and ways.calls == []  # no 12B engine, offload or not
     [chat] = server.chats()
     expected = plan(big, ckpt)
-    assert chat.image_sizes == list(expected.planned.frame_sizes) and chat.prompt_tokens == expected.planned.prompt_tokens
+    assert (
+        chat.image_sizes == list(expected.planned.frame_sizes) and chat.prompt_tokens == expected.planned.prompt_tokens
+    )
     answer = (out / "output.txt").read_text()
     assert answer == answer.strip() and answer.startswith(PROMPT) and f"{chat.prompt_tokens} prompt tokens" in answer
     assert len(spy) == 1
@@ -353,7 +409,14 @@ def test_endpoint_builds_no_local_engine_and_returns_the_servers_answer(ways, ck
 
 @pytest.mark.parametrize("path", PATHS)
 def test_endpoint_from_the_standalone_pipeline(ways, ckpt, clips, tmp_path, private_tmpdir, server, capsys, path):
-    args = ["--checkpoint_dir", ckpt, "--prompt", PROMPT, "--input_video", clips[BIG]]  # no offload: upstream loads at once
+    args = [
+        "--checkpoint_dir",
+        ckpt,
+        "--prompt",
+        PROMPT,
+        "--input_video",
+        clips[BIG],
+    ]  # no offload: upstream loads at once
     ways.run(path, PIPELINE, args, endpoint=server.url)
     assert ways.standin.LLM.instances == 0 and ways.calls == []
     [chat] = server.chats()
@@ -391,8 +454,10 @@ def test_distilled_pipeline_takes_the_same_route(ways, ckpt, clips, tmp_path, sp
 @pytest.mark.parametrize("path", PATHS)
 def test_seg_or_depth_use_the_given_control(ways, ckpt, clips, tmp_path, spy, path, order):
     first, second = order  # upstream takes the first of seg/depth in the spec
-    controls = {first: {"control_weight": 0.5, "input_control": str(clips[BIG])},
-                second: {"control_weight": 0.5, "input_control": str(clips[SMALL])}}
+    controls = {
+        first: {"control_weight": 0.5, "input_control": str(clips[BIG])},
+        second: {"control_weight": 0.5, "input_control": str(clips[SMALL])},
+    }
     spec = write_spec(tmp_path, "spec", controls, clips[SMALL])
     ways.run(path, TRANSFER, transfer_args(ckpt, tmp_path / "out", spec))
     assert [r.video for r in spy] == [str(clips[BIG])]
@@ -401,8 +466,10 @@ def test_seg_or_depth_use_the_given_control(ways, ckpt, clips, tmp_path, spy, pa
 
 @pytest.mark.parametrize("path", PATHS)
 def test_batch_mode_plans_each_pair_on_its_own(ways, ckpt, clips, tmp_path, spy, path):
-    entries = [{"prompt": "scene zero", "visual_input": str(clips[BIG])},
-               {"prompt": "scene one, a little longer", "visual_input": str(clips[SMALL])}]
+    entries = [
+        {"prompt": "scene zero", "visual_input": str(clips[BIG])},
+        {"prompt": "scene one, a little longer", "visual_input": str(clips[SMALL])},
+    ]
     batch = tmp_path / "batch.jsonl"
     batch.write_text("".join(json.dumps(e) + "\n" for e in entries))
     spec = write_spec(tmp_path, "spec", {"edge": {"control_weight": 0.5}}, clips[BIG])
@@ -422,12 +489,16 @@ def test_batch_mode_plans_each_pair_on_its_own(ways, ckpt, clips, tmp_path, spy,
 @pytest.mark.parametrize("path", PATHS)
 def test_other_ranks_never_call_the_hook(ways, ckpt, clips, tmp_path, spy, path):
     spec = edge_given(tmp_path, clips[BIG])
-    ways.run(path, TRANSFER, transfer_args(ckpt, tmp_path / "rank1", spec, offload=False, num_gpus=2), rank=1, world_size=2)
+    ways.run(
+        path, TRANSFER, transfer_args(ckpt, tmp_path / "rank1", spec, offload=False, num_gpus=2), rank=1, world_size=2
+    )
     assert spy == [] and ways.calls == [] and ways.standin.LLM.instances == 0
     assert plugin_lines(ways.standin) == []
     assert not (tmp_path / "rank1" / "output.txt").exists()  # only rank 0 saves
     # Rank 0 of the same job does go through the hook (so the check above can fail).
-    ways.run(path, TRANSFER, transfer_args(ckpt, tmp_path / "rank0", spec, offload=False, num_gpus=2), rank=0, world_size=2)
+    ways.run(
+        path, TRANSFER, transfer_args(ckpt, tmp_path / "rank0", spec, offload=False, num_gpus=2), rank=0, world_size=2
+    )
     assert len(spy) == 1 and len(ways.calls) == 1 and ways.calls[0].ok
     assert (tmp_path / "rank0" / "output.txt").read_text() == ways.calls[0].output_text
 
@@ -511,7 +582,9 @@ def standalone_main_fn():
     """The part of upsampler_pipeline.py ``main`` the patch replaces, as the patch writes it."""
     body = patch_block("upsampler_pipeline.py", "try:  # cosmos-upsample-fix", 'print("Upsampled prompt:"')
     assert "run_upsampler(" in body and "extract_video_frames(" in body
-    return function_from_patch("main_tail", ["args", "model", "extract_video_frames"], body + "return upsampled_prompt\n")
+    return function_from_patch(
+        "main_tail", ["args", "model", "extract_video_frames"], body + "return upsampled_prompt\n"
+    )
 
 
 def stand_in_upsampler(ckpt):
@@ -520,7 +593,9 @@ def stand_in_upsampler(ckpt):
     return PixtralPromptUpsampler(str(ckpt), offload_prompt_upsampler=True)
 
 
-def test_patch_lines_in_the_pipeline_call_the_plugin_with_the_policy(standin, ckpt, clips, private_tmpdir, spy, process_prompt_upsampler):
+def test_patch_lines_in_the_pipeline_call_the_plugin_with_the_policy(
+    standin, ckpt, clips, private_tmpdir, spy, process_prompt_upsampler
+):
     big = str(clips[BIG])
     for policy in ["max-side:640", None]:
         owner = SimpleNamespace(prompt_upsampler=stand_in_upsampler(ckpt), upsampler_policy=policy)
@@ -536,7 +611,9 @@ def test_patch_lines_in_the_pipeline_call_the_plugin_with_the_policy(standin, ck
     assert list(private_tmpdir.iterdir()) == []
 
 
-def test_patch_lines_in_the_pipeline_fall_back_to_upstream_without_the_plugin(standin, ckpt, clips, private_tmpdir, spy, monkeypatch, process_prompt_upsampler):
+def test_patch_lines_in_the_pipeline_fall_back_to_upstream_without_the_plugin(
+    standin, ckpt, clips, private_tmpdir, spy, monkeypatch, process_prompt_upsampler
+):
     monkeypatch.setitem(sys.modules, RUNTIME, None)  # `from cosmos_upsample_fix.runtime import ...` fails
     small, big = str(clips[SMALL]), str(clips[BIG])
     baseline = stand_in_upsampler(ckpt)._prompt_upsample_with_offload(PROMPT, small)  # upstream's own call
@@ -554,7 +631,9 @@ def test_patch_lines_in_the_pipeline_fall_back_to_upstream_without_the_plugin(st
     assert log.warnings == [] and spy == []
 
 
-def test_patch_lines_in_the_standalone_main_let_the_plugin_read_the_video(standin, ckpt, clips, private_tmpdir, spy, capsys):
+def test_patch_lines_in_the_standalone_main_let_the_plugin_read_the_video(
+    standin, ckpt, clips, private_tmpdir, spy, capsys
+):
     from cosmos_transfer1.utils.misc import extract_video_frames
 
     extracted = []
@@ -575,7 +654,9 @@ def test_patch_lines_in_the_standalone_main_let_the_plugin_read_the_video(standi
     assert capsys.readouterr().out == f"Upsampled prompt: {answer}\n"
 
 
-def test_patch_lines_in_the_standalone_main_fall_back_without_the_plugin(standin, ckpt, clips, private_tmpdir, spy, monkeypatch, capsys):
+def test_patch_lines_in_the_standalone_main_fall_back_without_the_plugin(
+    standin, ckpt, clips, private_tmpdir, spy, monkeypatch, capsys
+):
     from cosmos_transfer1.utils.misc import extract_video_frames
 
     monkeypatch.setitem(sys.modules, RUNTIME, None)
@@ -589,7 +670,10 @@ def test_patch_lines_in_the_standalone_main_fall_back_without_the_plugin(standin
     small = str(clips[SMALL])
     baseline = stand_in_upsampler(ckpt)._prompt_upsample_with_offload(PROMPT, extract_video_frames(small))
     capsys.readouterr()
-    for policy, printed in [("fit", "--upsampler_policy is ignored: cosmos-upsample-fix is not installed\n"), (None, "")]:
+    for policy, printed in [
+        ("fit", "--upsampler_policy is ignored: cosmos-upsample-fix is not installed\n"),
+        (None, ""),
+    ]:
         args = SimpleNamespace(prompt=PROMPT, input_video=small, upsampler_policy=policy, upsampler_endpoint=None)
         assert main_tail(args, stand_in_upsampler(ckpt), recording_extract) == baseline
         assert capsys.readouterr().out == printed + f"Upsampled prompt: {baseline}\n"
@@ -616,9 +700,15 @@ def test_patch_passes_the_flag_to_the_pipeline():
     added = lambda name: [ln.text.decode().strip() for h in files[name].hunks for ln in h.lines if ln.tag == "+"]  # noqa: E731
     assert added("transfer.py").count("upsampler_policy=cfg.upsampler_policy,") == 2
     pipeline = added("world_generation_pipeline.py")
-    assert "upsampler_policy: Optional[str] = None," in pipeline and "self.upsampler_policy = upsampler_policy" in pipeline
-    removed = [ln.text.decode().strip() for h in files["world_generation_pipeline.py"].hunks for ln in h.lines if ln.tag == "-"]
-    assert removed == ["prompt = self.prompt_upsampler._prompt_upsample_with_offload(prompt=prompt, video_path=input_control_path)"]
+    assert (
+        "upsampler_policy: Optional[str] = None," in pipeline and "self.upsampler_policy = upsampler_policy" in pipeline
+    )
+    removed = [
+        ln.text.decode().strip() for h in files["world_generation_pipeline.py"].hunks for ln in h.lines if ln.tag == "-"
+    ]
+    assert removed == [
+        "prompt = self.prompt_upsampler._prompt_upsample_with_offload(prompt=prompt, video_path=input_control_path)"
+    ]
 
 
 # ----------------------------------------------------------------------------- real processes
@@ -630,17 +720,20 @@ def spy_site(tmp_path):
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cuf-spy\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(f"[{hooks.ENTRY_POINT_GROUP}]\nspy = cuf_spy:spy\n")
-    (site / "cuf_spy.py").write_text(textwrap.dedent(
-        """
+    (site / "cuf_spy.py").write_text(
+        textwrap.dedent(
+            """
         import json, os
 
         def spy(call):
             with open(os.environ["CUF_SPY_LOG"], "a") as handle:
-                handle.write(json.dumps({"pid": os.getpid(), "video": call.video, "policy": call.settings.policy.spec}) + "\\n")
+                record = {"pid": os.getpid(), "video": call.video, "policy": call.settings.policy.spec}
+                handle.write(json.dumps(record) + "\\n")
 
         spy.order = 10
         """
-    ))
+        )
+    )
     return SimpleNamespace(site=site, log=tmp_path / "spy.jsonl")
 
 
@@ -667,11 +760,15 @@ def test_launcher_process_runs_transfer_py(ckpt, clips, tmp_path, private_tmpdir
     big = clips[BIG]
     out = tmp_path / "out"
     args = transfer_args(ckpt, out, edge_given(tmp_path, big), num_gpus=2)
-    result = launcher_process(standin_helpers, spy_site, TRANSFER, args, rank=rank, world_size=2, cwd=tmp_path, policy="fit")
+    result = launcher_process(
+        standin_helpers, spy_site, TRANSFER, args, rank=rank, world_size=2, cwd=tmp_path, policy="fit"
+    )
     assert result.returncode == 0, result.stderr
     records = spy_records(spy_site)
     expected = plan(big, ckpt)
     assert [(r["video"], r["policy"]) for r in records] == [(str(big), "fit")]
-    assert (out / "output.txt").read_text() == f"Upsampled: {PROMPT} [2 images, {expected.planned.prompt_tokens} tokens]"
+    assert (
+        out / "output.txt"
+    ).read_text() == f"Upsampled: {PROMPT} [2 images, {expected.planned.prompt_tokens} tokens]"
     assert f"[cosmos-standin] INFO | cosmos-upsample-fix: {expected.summary()}" in result.stdout.splitlines()
     assert list(private_tmpdir.iterdir()) == []

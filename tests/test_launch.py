@@ -4,6 +4,7 @@ flag handling, how it runs the script, exit codes, and what it installs.
 Runs with the real stand-in scripts (transfer.py, upsampler_pipeline.py) are in
 test_integration.py; here the scripts are tiny probes that report what they saw.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,13 @@ def isolated(monkeypatch, tmp_path):
     """The launcher changes sys.argv and sys.path[0] and installs the plugin: undo all three."""
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     monkeypatch.setattr(sys, "path", list(sys.path))
-    for name in (runtime.POLICY_ENV, runtime.ON_ERROR_ENV, runtime.ENDPOINT_ENV, "PROBE_EXIT", "COSMOS_UPSAMPLE_FIX_DEBUG"):
+    for name in (
+        runtime.POLICY_ENV,
+        runtime.ON_ERROR_ENV,
+        runtime.ENDPOINT_ENV,
+        "PROBE_EXIT",
+        "COSMOS_UPSAMPLE_FIX_DEBUG",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PROBE_REPORT", str(tmp_path / "report.json"))
     runtime.uninstall()
@@ -106,7 +113,9 @@ def test_runs_the_script_as_main_without_the_flag(probe, tmp_path):
     assert seen["name"] == "__main__"
     assert seen["argv"] == [str(probe), "--checkpoint_dir", "ck", "--upsample_prompt"]
     assert seen["path0"] == str(probe.parent)  # as `python SCRIPT` sets it
-    assert seen["installed"] and seen["settings"] == dict(vars(Options.build(policy="max-side:640")), policy="max-side:640")
+    assert seen["installed"] and seen["settings"] == dict(
+        vars(Options.build(policy="max-side:640")), policy="max-side:640"
+    )
 
 
 def test_runs_a_module_with_dash_m(tmp_path, monkeypatch):
@@ -138,7 +147,9 @@ def test_policy_from_flag_then_environment_then_fit(probe, tmp_path, monkeypatch
     assert report(tmp_path)["settings"]["policy"] == expected
 
 
-@pytest.mark.parametrize("value, expected", [(None, "raise"), ("fallback", "fallback"), ("raise", "raise"), ("skip", "skip")])
+@pytest.mark.parametrize(
+    "value, expected", [(None, "raise"), ("fallback", "fallback"), ("raise", "raise"), ("skip", "skip")]
+)
 def test_on_error_from_the_environment(probe, tmp_path, monkeypatch, value, expected):
     """README: on_error comes from install(on_error=...) or $COSMOS_UPSAMPLE_FIX_ON_ERROR; the
     launcher has no other way to set it."""
@@ -223,7 +234,12 @@ def test_no_arguments_prints_usage_and_help_exits_0(capsys):
 
 @pytest.mark.parametrize(
     "exit_value, code, stderr",
-    [("0", 0, ""), ("3", 3, ""), ("stop here", 1, "stop here\n"), ("upsample-fix-error", 2, "cosmos-upsample-fix: error: too big\n")],
+    [
+        ("0", 0, ""),
+        ("3", 3, ""),
+        ("stop here", 1, "stop here\n"),
+        ("upsample-fix-error", 2, "cosmos-upsample-fix: error: too big\n"),
+    ],
 )
 def test_exit_status_of_the_script(probe, tmp_path, capsys, monkeypatch, exit_value, code, stderr):
     monkeypatch.setenv("PROBE_EXIT", exit_value)
@@ -254,11 +270,17 @@ def test_command_line_entry_point(probe, tmp_path):
     env["PROBE_EXIT"] = "7"
     result = subprocess.run(
         [sys.executable, "-m", "cosmos_upsample_fix.launch", str(probe), "--k", "v", FLAG, "max-side:400"],
-        env=env, capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(tmp_path),
     )
     assert result.returncode == 7, result.stderr
     seen = report(tmp_path)
     assert seen["argv"] == [str(probe), "--k", "v"] and seen["path0"] == str(probe.parent)
     assert seen["settings"]["policy"] == "max-side:400"
-    usage = subprocess.run([sys.executable, "-m", "cosmos_upsample_fix.launch"], env=env, capture_output=True, text=True, timeout=60)
+    usage = subprocess.run(
+        [sys.executable, "-m", "cosmos_upsample_fix.launch"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert usage.returncode == 2 and usage.stderr.startswith("usage:")

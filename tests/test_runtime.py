@@ -5,6 +5,7 @@ for vLLM and Cosmos-Transfer1 (tests/standin).
 Expected sizes and token counts are computed with the package's planner and mistral_common
 (through the stand-in engine's records), never written down by hand.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,14 +20,13 @@ import pytest
 from PIL import Image
 
 import cosmos_upsample_fix
-from cosmos_upsample_fix import hooks, runtime
+from cosmos_upsample_fix import hooks, runtime, wrapping
 from cosmos_upsample_fix.budget import Limits
 from cosmos_upsample_fix.errors import BudgetError, InputError, UpsampleFixError
-from cosmos_upsample_fix.model import load_model
-from cosmos_upsample_fix.planner import plan_frames
-from cosmos_upsample_fix import wrapping
 from cosmos_upsample_fix.logbridge import CosmosLogHandler
+from cosmos_upsample_fix.model import load_model
 from cosmos_upsample_fix.options import Options
+from cosmos_upsample_fix.planner import plan_frames
 from cosmos_upsample_fix.runtime import (
     budget_fit_preprocessor,
     limits_for,
@@ -85,11 +85,16 @@ def spy(add_hook):
     seen = []
 
     def record(call):
-        seen.append(SimpleNamespace(
-            video=list(call.video) if isinstance(call.video, list) else call.video,
-            prompt=call.prompt, upsampler=call.upsampler, workdir=call.workdir,
-            workdir_existed=call.workdir.is_dir(), policy=getattr(call.settings, "policy", None),
-        ))
+        seen.append(
+            SimpleNamespace(
+                video=list(call.video) if isinstance(call.video, list) else call.video,
+                prompt=call.prompt,
+                upsampler=call.upsampler,
+                workdir=call.workdir,
+                workdir_existed=call.workdir.is_dir(),
+                policy=getattr(call.settings, "policy", None),
+            )
+        )
         return None
 
     add_hook("test_spy", record, order=10)
@@ -437,9 +442,14 @@ def test_a_checkpoint_without_a_tokenizer_falls_back_to_the_embedded_one(ckpt, c
 
 
 # ----------------------------------------------------------------------------- policy precedence
-def test_policy_precedence_argument_then_install_then_environment_then_fit(standin, ckpt, clips, private_tmpdir, monkeypatch):
+def test_policy_precedence_argument_then_install_then_environment_then_fit(
+    standin, ckpt, clips, private_tmpdir, monkeypatch
+):
     video = clips[1280, 704]
-    sizes = {p: list(plan(video, ckpt, policy=p).planned.frame_sizes) for p in ["fit", "max-side:480", "max-side:320", "max-side:640"]}
+    sizes = {
+        p: list(plan(video, ckpt, policy=p).planned.frame_sizes)
+        for p in ["fit", "max-side:480", "max-side:320", "max-side:640"]
+    }
     assert len({tuple(s) for s in sizes.values()}) == 4  # each policy is told apart by its result
     upsampler = make_upsampler(ckpt, offload=False)
 
@@ -462,7 +472,9 @@ def test_policy_precedence_argument_then_install_then_environment_then_fit(stand
 
 # ----------------------------------------------------------------------------- on_error
 @pytest.mark.parametrize("case", ["policy-none", "corrupt-video", "preprocessor-crash"])
-def test_raise_fails_before_the_offloaded_model_is_loaded(standin, ckpt, clips, private_tmpdir, tmp_path, add_hook, case):
+def test_raise_fails_before_the_offloaded_model_is_loaded(
+    standin, ckpt, clips, private_tmpdir, tmp_path, add_hook, case
+):
     video = str(clips[1280, 704])
     expected_type = UpsampleFixError
     if case == "policy-none":
@@ -475,6 +487,7 @@ def test_raise_fails_before_the_offloaded_model_is_loaded(standin, ckpt, clips, 
         cosmos_upsample_fix.install()
         expected_type = InputError
     else:
+
         def crash(call):
             raise RuntimeError("unexpected\nfailure")
 
@@ -494,7 +507,9 @@ def test_raise_fails_before_the_offloaded_model_is_loaded(standin, ckpt, clips, 
     assert list(private_tmpdir.iterdir()) == []
 
 
-def test_fallback_warns_and_gives_upstream_the_original_input(standin, ckpt, clips, private_tmpdir, add_hook, caplog, upstream_inputs):
+def test_fallback_warns_and_gives_upstream_the_original_input(
+    standin, ckpt, clips, private_tmpdir, add_hook, caplog, upstream_inputs
+):
     def crash(call):
         raise RuntimeError("boom")
 
@@ -506,19 +521,27 @@ def test_fallback_warns_and_gives_upstream_the_original_input(standin, ckpt, cli
     answer = upsampler._prompt_upsample_with_offload(PROMPT, small)
     assert upstream_inputs[-1]["video"] == small  # the original input, untouched
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("cosmos_upsample_fix")]
-    assert len(warnings) == 1 and "on_error=fallback" in warnings[0].getMessage() and "RuntimeError: boom" in warnings[0].getMessage()
+    assert (
+        len(warnings) == 1
+        and "on_error=fallback" in warnings[0].getMessage()
+        and "RuntimeError: boom" in warnings[0].getMessage()
+    )
     [call] = standin.calls
     assert call.image_sizes == [(640, 480)] * 2 and answer == call.output_text
     assert sorted(p.name for p in private_tmpdir.iterdir()) == ["frame_1.png", "frame_2.png"]  # upstream's own files
 
     # With a clip that does not fit, upstream then fails in vLLM exactly as without the plugin.
     big = str(clips[1280, 704])
-    with pytest.raises(ValueError, match=rf"^The decoder prompt \(length {upstream_tokens((1280, 704), ckpt)}\) is longer"):
+    with pytest.raises(
+        ValueError, match=rf"^The decoder prompt \(length {upstream_tokens((1280, 704), ckpt)}\) is longer"
+    ):
         upsampler._prompt_upsample_with_offload(PROMPT, big)
     assert upstream_inputs[-1]["video"] == big
 
 
-def test_fallback_from_the_environment_when_not_installed(standin, ckpt, clips, private_tmpdir, monkeypatch, upstream_inputs):
+def test_fallback_from_the_environment_when_not_installed(
+    standin, ckpt, clips, private_tmpdir, monkeypatch, upstream_inputs
+):
     monkeypatch.setenv(runtime.ON_ERROR_ENV, "fallback")
     monkeypatch.setenv(runtime.POLICY_ENV, "none")  # refused for 1280x704 ...
     upsampler = make_upsampler(ckpt, offload=True)
@@ -532,7 +555,9 @@ def test_fallback_from_the_environment_when_not_installed(standin, ckpt, clips, 
 
 
 # ----------------------------------------------------------------------------- hook registry
-def test_disable_all_gives_upstream_its_input_untouched(standin, ckpt, clips, private_tmpdir, monkeypatch, upstream_inputs):
+def test_disable_all_gives_upstream_its_input_untouched(
+    standin, ckpt, clips, private_tmpdir, monkeypatch, upstream_inputs
+):
     cosmos_upsample_fix.install()
     monkeypatch.setenv(hooks.DISABLE_ENV, "all")
     upsampler = make_upsampler(ckpt, offload=True)
@@ -543,7 +568,9 @@ def test_disable_all_gives_upstream_its_input_untouched(standin, ckpt, clips, pr
     assert standin.calls[0].image_sizes == [(1280, 704)] * 2
 
 
-def test_disable_budget_fit_by_name_keeps_other_hooks(standin, ckpt, clips, private_tmpdir, monkeypatch, spy, upstream_inputs):
+def test_disable_budget_fit_by_name_keeps_other_hooks(
+    standin, ckpt, clips, private_tmpdir, monkeypatch, spy, upstream_inputs
+):
     cosmos_upsample_fix.install()
     monkeypatch.setenv(hooks.DISABLE_ENV, "budget_fit")
     small = str(clips[640, 480])
@@ -551,7 +578,9 @@ def test_disable_budget_fit_by_name_keeps_other_hooks(standin, ckpt, clips, priv
     assert [r.video for r in spy] == [small] and upstream_inputs[0]["video"] == small
 
 
-def test_a_custom_preprocessor_runs_first_and_its_output_is_what_gets_fitted(standin, ckpt, clips, private_tmpdir, add_hook, spy, upstream_inputs):
+def test_a_custom_preprocessor_runs_first_and_its_output_is_what_gets_fitted(
+    standin, ckpt, clips, private_tmpdir, add_hook, spy, upstream_inputs
+):
     order = []
 
     def square_frames(call):
@@ -604,8 +633,13 @@ def test_patched_call_under_install_is_planned_once(standin, ckpt, clips, privat
 
 # ----------------------------------------------------------------------------- the preprocessor itself
 def test_budget_fit_preprocessor_writes_planned_frames_and_leaves_its_plan(ckpt, clips, tmp_path):
-    call = hooks.UpsamplerCall(video=str(clips[1280, 704]), prompt=PROMPT, upsampler=FakeUpsampler(ckpt),
-                               workdir=tmp_path, settings=Settings(policy="max-side:512"))
+    call = hooks.UpsamplerCall(
+        video=str(clips[1280, 704]),
+        prompt=PROMPT,
+        upsampler=FakeUpsampler(ckpt),
+        workdir=tmp_path,
+        settings=Settings(policy="max-side:512"),
+    )
     paths = budget_fit_preprocessor(call)
     expected = plan(clips[1280, 704], ckpt, policy="max-side:512")
     assert [Path(p).name for p in paths] == ["frame_1.png", "frame_2.png"]
@@ -665,7 +699,9 @@ def test_a_direct_prompt_upsample_caller_is_fitted(standin, ckpt, clips, private
 
 
 @pytest.mark.parametrize("offload", [True, False])
-def test_both_methods_process_the_input_once(standin, ckpt, clips, private_tmpdir, spy, fit_count, upstream_inputs, offload):
+def test_both_methods_process_the_input_once(
+    standin, ckpt, clips, private_tmpdir, spy, fit_count, upstream_inputs, offload
+):
     """_prompt_upsample_with_offload calls _prompt_upsample: the preprocessors and the plan run once."""
     cosmos_upsample_fix.install()
     make_upsampler(ckpt, offload=offload)._prompt_upsample_with_offload(PROMPT, str(clips[1280, 704]))
@@ -675,7 +711,9 @@ def test_both_methods_process_the_input_once(standin, ckpt, clips, private_tmpdi
 
 @pytest.mark.parametrize("way", ["install", "patch"])
 @pytest.mark.parametrize("max_model_len", [8192, 3000])
-def test_offloaded_call_plans_finally_for_the_engine_that_was_loaded(standin, ckpt, clips, private_tmpdir, spy, way, max_model_len):
+def test_offloaded_call_plans_finally_for_the_engine_that_was_loaded(
+    standin, ckpt, clips, private_tmpdir, spy, way, max_model_len
+):
     """With offload, the engine exists only inside upstream's call; the frames sent fit that engine."""
     big = str(clips[1280, 704])
     upsampler = make_upsampler(ckpt, offload=True, max_model_len=max_model_len)
@@ -707,7 +745,9 @@ def test_refusals_come_before_the_offloaded_load_and_name_the_cosmos_flag(standi
             upsampler._prompt_upsample_with_offload(PROMPT, big)
         else:
             run_upsampler(upsampler, PROMPT, big, policy="none")
-    assert "--upsampler_policy fit" in str(info.value) and "--policy" not in str(info.value).replace("--upsampler_policy", "")
+    assert "--upsampler_policy fit" in str(info.value) and "--policy" not in str(info.value).replace(
+        "--upsampler_policy", ""
+    )
     assert standin.LLM.instances == 0 and standin.calls == []
 
 
@@ -717,7 +757,9 @@ def test_install_without_arguments_reads_the_environment_and_arguments_win(monke
     monkeypatch.setenv(runtime.ON_ERROR_ENV, "skip")
     monkeypatch.setenv(runtime.ENDPOINT_ENV, "http://127.0.0.1:9/v1/")
     cosmos_upsample_fix.install()
-    assert runtime.current_settings() == Settings(policy="max-side:480", on_error="skip", endpoint="http://127.0.0.1:9/v1")
+    assert runtime.current_settings() == Settings(
+        policy="max-side:480", on_error="skip", endpoint="http://127.0.0.1:9/v1"
+    )
     cosmos_upsample_fix.install(policy="fit", on_error="raise", endpoint="http://server:8000/v1")
     assert runtime.current_settings() == Settings(policy="fit", on_error="raise", endpoint="http://server:8000/v1")
     monkeypatch.setenv(runtime.ON_ERROR_ENV, "sometimes")
@@ -726,7 +768,9 @@ def test_install_without_arguments_reads_the_environment_and_arguments_win(monke
 
 
 @pytest.mark.parametrize("where", ["install", "environment"])
-def test_skip_keeps_the_users_prompt_and_loads_nothing(standin, ckpt, clips, private_tmpdir, add_hook, caplog, monkeypatch, where):
+def test_skip_keeps_the_users_prompt_and_loads_nothing(
+    standin, ckpt, clips, private_tmpdir, add_hook, caplog, monkeypatch, where
+):
     def crash(call):
         raise RuntimeError("boom")
 
@@ -738,8 +782,10 @@ def test_skip_keeps_the_users_prompt_and_loads_nothing(standin, ckpt, clips, pri
         cosmos_upsample_fix.install()  # no arguments: the environment's value
     caplog.set_level(logging.INFO)
     upsampler = make_upsampler(ckpt, offload=True)
-    for answer in (upsampler._prompt_upsample_with_offload(PROMPT, str(clips[640, 480])),
-                   run_upsampler(upsampler, PROMPT, str(clips[640, 480]))):
+    for answer in (
+        upsampler._prompt_upsample_with_offload(PROMPT, str(clips[640, 480])),
+        run_upsampler(upsampler, PROMPT, str(clips[640, 480])),
+    ):
         assert answer == PROMPT
     assert standin.LLM.instances == 0 and standin.calls == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -769,7 +815,9 @@ def server():
 
 @pytest.mark.parametrize("offload", [True, False])
 @pytest.mark.parametrize("method", [METHOD, "_prompt_upsample"])
-def test_install_endpoint_builds_no_engine_and_sends_the_fitted_request(standin, ckpt, clips, private_tmpdir, server, spy, offload, method):
+def test_install_endpoint_builds_no_engine_and_sends_the_fitted_request(
+    standin, ckpt, clips, private_tmpdir, server, spy, offload, method
+):
     cosmos_upsample_fix.install(endpoint=server.url)
     upsampler = make_upsampler(ckpt, offload=offload)  # without offload upstream would load here
     assert getattr(upsampler, "upsampler_model", None) is None and standin.LLM.instances == 0
@@ -777,7 +825,9 @@ def test_install_endpoint_builds_no_engine_and_sends_the_fitted_request(standin,
     answer = getattr(upsampler, method)(PROMPT, big)
     [chat] = server.chats()
     expected = plan(big, ckpt)
-    assert chat.image_sizes == list(expected.planned.frame_sizes) and chat.prompt_tokens == expected.planned.prompt_tokens
+    assert (
+        chat.image_sizes == list(expected.planned.frame_sizes) and chat.prompt_tokens == expected.planned.prompt_tokens
+    )
     assert chat.body["max_tokens"] == 300 and chat.body["temperature"] == 0.6
     assert chat.content_types == ["image_url", "image_url", "text"]
     assert answer == answer.strip() and answer.startswith(PROMPT) and f"{chat.prompt_tokens} prompt tokens" in answer
@@ -793,7 +843,9 @@ def test_run_upsampler_endpoint_plans_with_the_servers_limits(standin, ckpt, cli
         answer = run_upsampler(upsampler, "", str(clips[1280, 704]), endpoint=large.url)
         [chat] = large.chats()
     expected = plan(clips[1280, 704], ckpt, prompt="", limits=Limits(max_model_len=8192))
-    assert chat.image_sizes == list(expected.planned.frame_sizes) and chat.prompt_tokens == expected.planned.prompt_tokens
+    assert (
+        chat.image_sizes == list(expected.planned.frame_sizes) and chat.prompt_tokens == expected.planned.prompt_tokens
+    )
     assert answer.startswith("describe the following images")  # upstream's empty-prompt text was sent
     assert standin.LLM.instances == 0 and standin.calls == []
 

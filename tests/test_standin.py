@@ -4,6 +4,7 @@ These tests pin the behaviour the plugin's tests rely on: the exact token count 
 request, vLLM's error when it is too long, when the engine is built and freed, which video
 each control path hands to the upsampler, and the patched variant's switch.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,7 +38,7 @@ def first_frames(path, count=2):
     return images
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokenizer(tokenizer_file: str):
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
@@ -89,7 +90,9 @@ def make_pipeline(checkpoint_dir, control_inputs, **kwargs):
 
 
 # ----------------------------------------------------------------------------- the engine
-def test_640x480_request_fits_with_mistral_commons_token_count(standin, cosmos_checkpoint, private_tmpdir, video_clip, standin_helpers):
+def test_640x480_request_fits_with_mistral_commons_token_count(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, standin_helpers
+):
     from cosmos_transfer1.auxiliary.upsampler.model.upsampler import PixtralPromptUpsampler
 
     video = video_clip(640, 480)
@@ -110,7 +113,9 @@ def test_640x480_request_fits_with_mistral_commons_token_count(standin, cosmos_c
     assert sorted(p.name for p in private_tmpdir.iterdir()) == ["frame_1.png", "frame_2.png"]
 
 
-def test_1280x704_request_is_rejected_with_vllms_error(standin, cosmos_checkpoint, private_tmpdir, video_clip, standin_helpers):
+def test_1280x704_request_is_rejected_with_vllms_error(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, standin_helpers
+):
     from cosmos_transfer1.auxiliary.upsampler.model.upsampler import PixtralPromptUpsampler
 
     video = video_clip(1280, 704)
@@ -128,7 +133,9 @@ def test_1280x704_request_is_rejected_with_vllms_error(standin, cosmos_checkpoin
     assert call.error == message and call.output_text is None
 
 
-def test_offload_builds_the_engine_inside_each_call_and_frees_it(standin, cosmos_checkpoint, private_tmpdir, video_clip):
+def test_offload_builds_the_engine_inside_each_call_and_frees_it(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip
+):
     from cosmos_transfer1.auxiliary.upsampler.model.upsampler import PixtralPromptUpsampler
 
     LLM = standin.LLM
@@ -149,7 +156,9 @@ def test_offload_builds_the_engine_inside_each_call_and_frees_it(standin, cosmos
     assert LLM.instances == 3 and upsampler.upsampler_model is not None
 
 
-def test_without_offload_the_engine_is_built_once_in_init(standin, cosmos_checkpoint, private_tmpdir, video_clip, standin_helpers):
+def test_without_offload_the_engine_is_built_once_in_init(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, standin_helpers
+):
     from cosmos_transfer1.auxiliary.upsampler.model.upsampler import PixtralPromptUpsampler
 
     LLM = standin.LLM
@@ -192,7 +201,9 @@ def test_engine_limits_can_be_overridden_for_tests(standin, cosmos_checkpoint, p
     try:
         upsampler = PixtralPromptUpsampler(str(cosmos_checkpoint))
         assert upsampler.upsampler_model.llm_engine.model_config.max_model_len == 3000
-        with pytest.raises(ValueError, match=r"^The decoder prompt \(length 4699\) is longer than the maximum model length of 3000\. "):
+        with pytest.raises(
+            ValueError, match=r"^The decoder prompt \(length 4699\) is longer than the maximum model length of 3000\. "
+        ):
             upsampler._prompt_upsample_with_offload(PROMPT, big)
     finally:
         PixtralPromptUpsampler.standin_max_model_len = None
@@ -209,9 +220,8 @@ def test_engine_limits_can_be_overridden_for_tests(standin, cosmos_checkpoint, p
 
 
 def test_too_many_images_and_frame_lists(standin, cosmos_checkpoint, private_tmpdir, tmp_path):
-    from PIL import Image
-
     from cosmos_transfer1.auxiliary.upsampler.model.upsampler import PixtralPromptUpsampler
+    from PIL import Image
 
     frames = []
     for i, size in enumerate([(320, 180), (400, 225), (320, 180)]):
@@ -269,7 +279,9 @@ def test_custom_temp_dir_for_frames(standin, cosmos_checkpoint, private_tmpdir, 
 
 
 # ----------------------------------------------------------------------------- the pipeline
-def test_rank_1_never_builds_the_upsampler(standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path):
+def test_rank_1_never_builds_the_upsampler(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path
+):
     torchrun_env(rank=1, world_size=2)
     video = str(video_clip(320, 240))
     pipeline = make_pipeline(cosmos_checkpoint, {"edge": {"input_control": video}}, offload_prompt_upsampler=False)
@@ -279,7 +291,9 @@ def test_rank_1_never_builds_the_upsampler(standin, cosmos_checkpoint, private_t
     assert standin.LLM.instances == 0 and standin.calls == []
 
 
-def test_torchrun_variables_are_hidden_while_the_upsampler_loads(standin, cosmos_checkpoint, private_tmpdir, torchrun_env, monkeypatch):
+def test_torchrun_variables_are_hidden_while_the_upsampler_loads(
+    standin, cosmos_checkpoint, private_tmpdir, torchrun_env, monkeypatch
+):
     from cosmos_transfer1.auxiliary.upsampler.model.upsampler import PixtralPromptUpsampler
 
     seen = []
@@ -304,7 +318,9 @@ def test_missing_rank_is_a_key_error_like_upstream(standin, cosmos_checkpoint, m
 
 
 @pytest.mark.parametrize("order", [("seg", "depth"), ("depth", "seg")])
-def test_seg_and_depth_use_the_given_control_video(standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path, order):
+def test_seg_and_depth_use_the_given_control_video(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path, order
+):
     sizes = {"seg": (480, 272), "depth": (400, 224)}
     controls = {key: {"input_control": str(video_clip(*sizes[key], name=f"{key}.mp4"))} for key in order}
     controls["keypoint"] = {"input_control": str(video_clip(64, 64, name="kp.mp4"))}
@@ -325,7 +341,9 @@ def test_no_usable_control_means_no_upsampler(standin, cosmos_checkpoint, torchr
     assert pipeline.generate("a", video, control_inputs={}, save_folder=str(tmp_path))[1] == ["a"]
 
 
-def test_seg_without_input_control_fails_like_upstream(standin, cosmos_checkpoint, private_tmpdir, torchrun_env, video_clip, tmp_path):
+def test_seg_without_input_control_fails_like_upstream(
+    standin, cosmos_checkpoint, private_tmpdir, torchrun_env, video_clip, tmp_path
+):
     video = str(video_clip(320, 240))
     pipeline = make_pipeline(cosmos_checkpoint, {"seg": {}})
     with pytest.raises(TypeError, match="'NoneType' object is not iterable"):
@@ -333,7 +351,9 @@ def test_seg_without_input_control_fails_like_upstream(standin, cosmos_checkpoin
 
 
 @pytest.mark.parametrize("hint", ["edge", "vis"])
-def test_vis_and_edge_without_control_generate_one_from_the_input(standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path, hint):
+def test_vis_and_edge_without_control_generate_one_from_the_input(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path, hint
+):
     video = str(video_clip(480, 272, frames=12))
     pipeline = make_pipeline(cosmos_checkpoint, {hint: {}}, canny_threshold="low", blur_strength="high")
     assert (pipeline.upsampler_hint_key, pipeline.hint_details) == ("vis", hint)
@@ -345,7 +365,9 @@ def test_vis_and_edge_without_control_generate_one_from_the_input(standin, cosmo
     assert any(f"Saving control input to {made}" == m for m in standin.log.messages("INFO"))
 
 
-def test_edge_with_a_given_control_uses_it(standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path):
+def test_edge_with_a_given_control_uses_it(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path
+):
     video = str(video_clip(480, 272, name="input.mp4"))
     control = str(video_clip(400, 224, name="edge.mp4"))
     controls = {"edge": {"input_control": control}, "vis": {}}  # "vis" present: details are "vis"
@@ -362,11 +384,15 @@ def test_edge_with_a_given_control_uses_it(standin, cosmos_checkpoint, private_t
     assert list((tmp_path / "out2" / "video_0").iterdir()) == []
 
 
-def test_batch_generate_calls_the_engine_once_per_pair(standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path):
+def test_batch_generate_calls_the_engine_once_per_pair(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path
+):
     videos = [str(video_clip(320 + 32 * i, 240, name=f"in{i}.mp4")) for i in range(3)]
     prompts = [f"prompt {i}" for i in range(3)]
     pipeline = make_pipeline(cosmos_checkpoint, {"edge": {}})
-    _, final = pipeline.generate(prompts, videos, control_inputs=[{"edge": {}}] * 3, save_folder=str(tmp_path / "out"), batch_size=3)
+    _, final = pipeline.generate(
+        prompts, videos, control_inputs=[{"edge": {}}] * 3, save_folder=str(tmp_path / "out"), batch_size=3
+    )
     assert [c.prompt_text for c in standin.calls] == prompts
     assert [c.image_sizes[0] for c in standin.calls] == [(320, 240), (352, 240), (384, 240)]
     assert final == [c.output_text for c in standin.calls]
@@ -375,7 +401,9 @@ def test_batch_generate_calls_the_engine_once_per_pair(standin, cosmos_checkpoin
         assert (tmp_path / "out" / f"video_{i}" / "control_input_edge_upsampler.mp4").exists()
 
 
-def test_distilled_pipeline_takes_the_same_path(standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path):
+def test_distilled_pipeline_takes_the_same_path(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path
+):
     from cosmos_transfer1.checkpoints import EDGE2WORLD_CONTROLNET_7B_DISTILLED_CHECKPOINT_PATH
     from cosmos_transfer1.diffusion.inference.world_generation_pipeline import (
         DistilledControl2WorldGenerationPipeline,
@@ -409,13 +437,26 @@ def test_log_stand_in_records_and_prints(standin, capsys):
 
 
 # ----------------------------------------------------------------------------- the scripts
-def test_transfer_script_fails_on_1280x704_and_passes_on_640x480(run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path):
+def test_transfer_script_fails_on_1280x704_and_passes_on_640x480(
+    run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path
+):
     big = video_clip(1280, 704, name="big.mp4")
     spec = edge_spec(tmp_path, big, input_control=big)
     out = tmp_path / "out_big"
-    flags = ["--checkpoint_dir", cosmos_checkpoint, "--video_save_folder", out, "--controlnet_specs", spec,
-             "--offload_text_encoder_model", "--upsample_prompt", "--offload_prompt_upsampler",
-             "--offload_guardrail_models", "--num_gpus", "1"]
+    flags = [
+        "--checkpoint_dir",
+        cosmos_checkpoint,
+        "--video_save_folder",
+        out,
+        "--controlnet_specs",
+        spec,
+        "--offload_text_encoder_model",
+        "--upsample_prompt",
+        "--offload_prompt_upsampler",
+        "--offload_guardrail_models",
+        "--num_gpus",
+        "1",
+    ]
     result = run_standin_here("transfer", *flags)
     assert result.returncode != 0
     assert f"ValueError: {TOO_LONG_4699}" in result.stderr
@@ -438,24 +479,48 @@ def test_transfer_script_on_rank_1_keeps_the_prompt(run_standin_here, cosmos_che
     big = video_clip(1280, 704)
     out = tmp_path / "out"
     result = run_standin_here(
-        "transfer", "--checkpoint_dir", cosmos_checkpoint, "--video_save_folder", out,
-        "--controlnet_specs", edge_spec(tmp_path, big, input_control=big), "--upsample_prompt", "--num_gpus", "1",
-        rank=1, world_size=2,
+        "transfer",
+        "--checkpoint_dir",
+        cosmos_checkpoint,
+        "--video_save_folder",
+        out,
+        "--controlnet_specs",
+        edge_spec(tmp_path, big, input_control=big),
+        "--upsample_prompt",
+        "--num_gpus",
+        "1",
+        rank=1,
+        world_size=2,
     )
     assert result.returncode == 0, result.stderr
     assert (out / "output.txt").read_text() == PROMPT
     assert "Initializing prompt upsampler" not in result.stdout
 
 
-def test_transfer_script_batch_mode_calls_once_per_entry(run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path, standin_helpers):
-    entries = [{"prompt": f"scene {i}", "visual_input": str(video_clip(320, 240 - 16 * i, name=f"b{i}.mp4"))} for i in range(3)]
+def test_transfer_script_batch_mode_calls_once_per_entry(
+    run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path, standin_helpers
+):
+    entries = [
+        {"prompt": f"scene {i}", "visual_input": str(video_clip(320, 240 - 16 * i, name=f"b{i}.mp4"))} for i in range(3)
+    ]
     batch = tmp_path / "batch.jsonl"
     batch.write_text("".join(json.dumps(e) + "\n" for e in entries))
     spec = edge_spec(tmp_path, entries[0]["visual_input"])
     out = tmp_path / "out"
     result = run_standin_here(
-        "transfer", "--checkpoint_dir", cosmos_checkpoint, "--video_save_folder", out, "--controlnet_specs", spec,
-        "--batch_input_path", batch, "--batch_size", "2", "--upsample_prompt", "--offload_prompt_upsampler",
+        "transfer",
+        "--checkpoint_dir",
+        cosmos_checkpoint,
+        "--video_save_folder",
+        out,
+        "--controlnet_specs",
+        spec,
+        "--batch_input_path",
+        batch,
+        "--batch_size",
+        "2",
+        "--upsample_prompt",
+        "--offload_prompt_upsampler",
     )
     assert result.returncode == 0, result.stderr
     counts = []
@@ -504,7 +569,9 @@ def test_unpatched_stand_in_has_no_policy_option(standin, cosmos_checkpoint, tor
     assert not hasattr(pipeline, "upsampler_policy")
 
 
-def test_patched_pipeline_calls_the_plugin(standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path, monkeypatch):
+def test_patched_pipeline_calls_the_plugin(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path, monkeypatch
+):
     standin.set_patched()
     calls = fake_runtime(monkeypatch)
     control = str(video_clip(400, 224, name="seg.mp4"))
@@ -520,7 +587,9 @@ def test_patched_pipeline_calls_the_plugin(standin, cosmos_checkpoint, private_t
     assert calls[-1][1:] == ("b", control, None)
 
 
-def test_patched_pipeline_falls_back_without_the_plugin(standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path, monkeypatch):
+def test_patched_pipeline_falls_back_without_the_plugin(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, torchrun_env, tmp_path, monkeypatch
+):
     standin.set_patched()
     monkeypatch.setitem(sys.modules, "cosmos_upsample_fix.runtime", None)  # import fails
     control = str(video_clip(320, 240))
@@ -530,14 +599,29 @@ def test_patched_pipeline_falls_back_without_the_plugin(standin, cosmos_checkpoi
     assert "--upsampler_policy is ignored: cosmos-upsample-fix is not installed" in standin.log.messages("WARNING")
 
 
-def test_patched_standalone_main_passes_the_video_path(standin, cosmos_checkpoint, private_tmpdir, video_clip, monkeypatch, capsys):
+def test_patched_standalone_main_passes_the_video_path(
+    standin, cosmos_checkpoint, private_tmpdir, video_clip, monkeypatch, capsys
+):
     standin.set_patched()
     calls = fake_runtime(monkeypatch, answer="fitted")
     from cosmos_transfer1.auxiliary.upsampler.inference import upsampler_pipeline
 
     video = str(video_clip(320, 240))
-    monkeypatch.setattr(sys, "argv", ["upsampler_pipeline.py", "--checkpoint_dir", str(cosmos_checkpoint),
-                                      "--prompt", "p", "--input_video", video, "--upsampler_policy", "fixed:640x360"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "upsampler_pipeline.py",
+            "--checkpoint_dir",
+            str(cosmos_checkpoint),
+            "--prompt",
+            "p",
+            "--input_video",
+            video,
+            "--upsampler_policy",
+            "fixed:640x360",
+        ],
+    )
     upsampler_pipeline.main()
     [(model, prompt, path, policy)] = calls
     assert (prompt, path, policy) == ("p", video, "fixed:640x360")
@@ -546,21 +630,41 @@ def test_patched_standalone_main_passes_the_video_path(standin, cosmos_checkpoin
     assert list(private_tmpdir.iterdir()) == []  # the plugin, not upstream, handles the frames
 
 
-def test_patched_scripts_accept_the_policy_and_fall_back_without_plugin(run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path):
+def test_patched_scripts_accept_the_policy_and_fall_back_without_plugin(
+    run_standin_here, cosmos_checkpoint, private_tmpdir, video_clip, tmp_path
+):
     small = video_clip(640, 480)
     out = tmp_path / "out"
     result = run_standin_here(
-        "transfer", "--checkpoint_dir", cosmos_checkpoint, "--video_save_folder", out,
-        "--controlnet_specs", edge_spec(tmp_path, small, input_control=small), "--upsample_prompt",
-        "--upsampler_policy", "fit", patched=True, block_plugin=True,
+        "transfer",
+        "--checkpoint_dir",
+        cosmos_checkpoint,
+        "--video_save_folder",
+        out,
+        "--controlnet_specs",
+        edge_spec(tmp_path, small, input_control=small),
+        "--upsample_prompt",
+        "--upsampler_policy",
+        "fit",
+        patched=True,
+        block_plugin=True,
     )
     assert result.returncode == 0, result.stderr
     assert "WARNING | --upsampler_policy is ignored: cosmos-upsample-fix is not installed" in result.stdout
     assert (out / "output.txt").read_text() == f"Upsampled: {PROMPT} [2 images, 2479 tokens]"
 
     result = run_standin_here(
-        "upsampler_pipeline", "--checkpoint_dir", cosmos_checkpoint, "--prompt", PROMPT, "--input_video", small,
-        "--upsampler_policy", "fit", patched=True, block_plugin=True,
+        "upsampler_pipeline",
+        "--checkpoint_dir",
+        cosmos_checkpoint,
+        "--prompt",
+        PROMPT,
+        "--input_video",
+        small,
+        "--upsampler_policy",
+        "fit",
+        patched=True,
+        block_plugin=True,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [

@@ -3,6 +3,7 @@
 See tests/standin/README.md for the variables. Everything is read at call time, so a test
 can flip a variable with ``monkeypatch.setenv`` after the modules were imported.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Written from scratch for the tests (see ``tests/standin/README.md``). It has no 
 ``LLM.chat`` tokenizes exactly as vLLM does for ``tokenizer_mode="mistral"``, applies
 vLLM's checks with vLLM's error texts, records the call, and answers with a fake text.
 """
+
 from vllm.config import ModelConfig, MultiModalConfig
 from vllm.entrypoints.llm import LLM, ChatCall
 from vllm.outputs import CompletionOutput, RequestOutput

@@ -5,11 +5,12 @@ Real vLLM 0.9.2 exposes them as ``llm.llm_engine.model_config.max_model_len`` an
 ``limit_per_prompt`` and the method ``get_limit_per_prompt(modality)``); the same paths
 work here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
 # vLLM V1 (the default engine of 0.9.2) allows 999 items of a modality that has no
 # explicit --limit-mm-per-prompt entry.
@@ -22,7 +23,7 @@ class MultiModalConfig:
 
     limit_per_prompt: dict[str, int] = field(default_factory=dict)
     media_io_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    mm_processor_kwargs: Optional[dict[str, object]] = None
+    mm_processor_kwargs: dict[str, object] | None = None
     disable_mm_preprocessor_cache: bool = False
 
     def get_limit_per_prompt(self, modality: str) -> int:
@@ -44,9 +45,9 @@ class ModelConfig:
     tokenizer: str
     tokenizer_mode: str
     max_model_len: int
-    multimodal_config: Optional[MultiModalConfig]
+    multimodal_config: MultiModalConfig | None
     params: dict = field(default_factory=dict)
-    seed: Optional[int] = None
+    seed: int | None = None
     dtype: str = "auto"
 
     @property

@@ -1,8 +1,8 @@
 """Stand-in ``vllm.outputs``: the shapes of ``RequestOutput`` and ``CompletionOutput``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
@@ -12,10 +12,10 @@ class CompletionOutput:
     index: int
     text: str
     token_ids: list[int] = field(default_factory=list)
-    cumulative_logprob: Optional[float] = None
-    logprobs: Optional[list] = None
-    finish_reason: Optional[str] = None
-    stop_reason: Optional[str] = None
+    cumulative_logprob: float | None = None
+    logprobs: list | None = None
+    finish_reason: str | None = None
+    stop_reason: str | None = None
 
     def finished(self) -> bool:
         return self.finish_reason is not None
@@ -27,8 +27,8 @@ class RequestOutput:
     def __init__(
         self,
         request_id: str,
-        prompt: Optional[str],
-        prompt_token_ids: Optional[list[int]],
+        prompt: str | None,
+        prompt_token_ids: list[int] | None,
         prompt_logprobs,
         outputs: list[CompletionOutput],
         finished: bool,

@@ -1,4 +1,5 @@
 """Stand-in ``vllm.sampling_params``: a plain attribute holder with vLLM's defaults."""
+
 from __future__ import annotations
 
 import copy
@@ -42,7 +43,7 @@ class SamplingParams:
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}.")
 
-    def clone(self) -> "SamplingParams":
+    def clone(self) -> SamplingParams:
         return copy.deepcopy(self)
 
     def __repr__(self) -> str:

@@ -1,4 +1,5 @@
 """Stand-in for ``cosmos_transfer1.utils.base_world_generation_pipeline`` (attributes only)."""
+
 from __future__ import annotations
 
 

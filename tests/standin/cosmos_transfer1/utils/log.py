@@ -5,6 +5,7 @@ and a ``logger`` object with the same methods. Every message is appended to ``re
 ``(level, message)`` so tests can look for a line, and INFO and above are printed to stdout
 as ``[cosmos-standin] LEVEL | message`` (upstream logs to stdout too).
 """
+
 from __future__ import annotations
 
 import os
@@ -94,10 +95,13 @@ class _Logger:
     def exception(self, message, *args, **kwargs):
         _emit("ERROR", str(message).format(*args, **kwargs) if args or kwargs else message, False)
 
-
     def log(self, level, message, *args, **kwargs):
         level = str(level).upper()
-        _emit(level if level in _LEVELS else "INFO", str(message).format(*args, **kwargs) if args or kwargs else message, False)
+        _emit(
+            level if level in _LEVELS else "INFO",
+            str(message).format(*args, **kwargs) if args or kwargs else message,
+            False,
+        )
 
 
 logger = _Logger()

@@ -1,4 +1,5 @@
 """Stand-in for the two helpers of ``cosmos_transfer1.utils.misc`` the upsampler uses."""
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """Stand-in for the engine object behind ``LLM.llm_engine`` (vLLM 0.9.2 runs the V1 engine)."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace

@@ -21,6 +21,7 @@ What ``LLM.chat`` reproduces from vLLM 0.9.2 (``tokenizer_mode="mistral"``), in 
 
 Every call, failed or not, is appended to ``LLM.calls`` as a :class:`ChatCall`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,9 +32,9 @@ import json
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
-from vllm.config import MultiModalConfig, ModelConfig
+from vllm.config import ModelConfig, MultiModalConfig
 from vllm.engine.llm_engine import LLMEngine
 from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.sampling_params import SamplingParams
@@ -86,16 +87,16 @@ class ChatCall:
     num_images: int = 0
     image_sizes: list[tuple[int, int]] = field(default_factory=list)  # (w, h) as decoded
     image_media_types: list[str] = field(default_factory=list)  # as labelled in the data URL
-    image_formats: list[Optional[str]] = field(default_factory=list)  # as PIL saw the bytes
+    image_formats: list[str | None] = field(default_factory=list)  # as PIL saw the bytes
     processed_sizes: list[tuple[int, int]] = field(default_factory=list)  # (w, h) fed to the encoder
     image_tokens: list[int] = field(default_factory=list)  # tokens per image
-    num_tokens: Optional[int] = None  # whole prompt; None if tokenization never happened
-    max_tokens: Optional[int] = None
-    temperature: Optional[float] = None
-    output_text: Optional[str] = None
-    output_tokens: Optional[int] = None
-    finish_reason: Optional[str] = None
-    error: Optional[str] = None  # str() of the exception raised for this conversation
+    num_tokens: int | None = None  # whole prompt; None if tokenization never happened
+    max_tokens: int | None = None
+    temperature: float | None = None
+    output_text: str | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+    error: str | None = None  # str() of the exception raised for this conversation
 
     @property
     def ok(self) -> bool:
@@ -113,7 +114,7 @@ def _decode_data_url(url: str):
     header, sep, payload = url.partition(",")
     if not sep or ";base64" not in header:
         raise ValueError("Only base64 data URLs are supported for now.")
-    media_type = header[len("data:"):].split(";", 1)[0]
+    media_type = header[len("data:") :].split(";", 1)[0]
     try:
         raw = base64.b64decode(payload, validate=False)
     except binascii.Error as exc:
@@ -128,7 +129,7 @@ class LLM:
 
     calls: list[ChatCall] = []
     instances: int = 0
-    _live: "weakref.WeakSet[LLM]" = weakref.WeakSet()
+    _live: weakref.WeakSet[LLM] = weakref.WeakSet()
     _serial = itertools.count(1)
 
     # --- class-level bookkeeping for tests ------------------------------------------------
@@ -150,17 +151,17 @@ class LLM:
         model: str,
         *,
         task: str = "auto",
-        tokenizer: Optional[str] = None,
+        tokenizer: str | None = None,
         tokenizer_mode: str = "auto",
         skip_tokenizer_init: bool = False,
         trust_remote_code: bool = False,
         allowed_local_media_path: str = "",
         tensor_parallel_size: int = 1,
         dtype: str = "auto",
-        quantization: Optional[str] = None,
-        revision: Optional[str] = None,
-        tokenizer_revision: Optional[str] = None,
-        seed: Optional[int] = None,
+        quantization: str | None = None,
+        revision: str | None = None,
+        tokenizer_revision: str | None = None,
+        seed: int | None = None,
         gpu_memory_utilization: float = 0.9,
         swap_space: float = 4,
         cpu_offload_gb: float = 0,
@@ -168,11 +169,11 @@ class LLM:
         max_seq_len_to_capture: int = 8192,
         disable_custom_all_reduce: bool = False,
         disable_async_output_proc: bool = False,
-        hf_token: Optional[Union[bool, str]] = None,
-        hf_overrides: Optional[dict] = None,
-        mm_processor_kwargs: Optional[dict[str, Any]] = None,
-        override_pooler_config: Optional[Any] = None,
-        compilation_config: Optional[Any] = None,
+        hf_token: bool | str | None = None,
+        hf_overrides: dict | None = None,
+        mm_processor_kwargs: dict[str, Any] | None = None,
+        override_pooler_config: Any | None = None,
+        compilation_config: Any | None = None,
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(kwargs) - _ENGINE_KWARGS)
@@ -206,7 +207,9 @@ class LLM:
             )
         limits = dict(kwargs.get("limit_mm_per_prompt") or {})
         multimodal = (not params_file.is_file()) or params.get("vision_encoder") is not None
-        mm_config = MultiModalConfig(limit_per_prompt=limits, mm_processor_kwargs=mm_processor_kwargs) if multimodal else None
+        mm_config = (
+            MultiModalConfig(limit_per_prompt=limits, mm_processor_kwargs=mm_processor_kwargs) if multimodal else None
+        )
 
         self._tokenizer = MistralTokenizer.from_pretrained(tokenizer or model)
         model_config = ModelConfig(
@@ -227,7 +230,7 @@ class LLM:
             gpu_memory_utilization=gpu_memory_utilization,
             **kwargs,
         )
-        self.default_sampling_params: Optional[SamplingParams] = None
+        self.default_sampling_params: SamplingParams | None = None
         self.request_counter = itertools.count()
         type(self).instances += 1
         self.serial = next(type(self)._serial)
@@ -246,16 +249,16 @@ class LLM:
     def chat(
         self,
         messages,
-        sampling_params: Optional[Union[SamplingParams, list[SamplingParams]]] = None,
+        sampling_params: SamplingParams | list[SamplingParams] | None = None,
         use_tqdm: bool = True,
         lora_request=None,
-        chat_template: Optional[str] = None,
+        chat_template: str | None = None,
         chat_template_content_format: str = "auto",
         add_generation_prompt: bool = True,
         continue_final_message: bool = False,
-        tools: Optional[list[dict[str, Any]]] = None,
-        chat_template_kwargs: Optional[dict[str, Any]] = None,
-        mm_processor_kwargs: Optional[dict[str, Any]] = None,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        mm_processor_kwargs: dict[str, Any] | None = None,
     ) -> list[RequestOutput]:
         """Chat like ``vllm.LLM.chat``; see the module docstring for what is checked."""
         conversations = messages if _is_list_of_lists(messages) else [messages]
@@ -337,11 +340,13 @@ class LLM:
                         )
                     call.num_images += 1
                     if not isinstance(url, str) or not url.startswith("data:"):
-                        raise self._fail(call, ValueError(f"stand-in vllm.LLM only loads data URLs, got {str(url)[:60]!r}"))
+                        raise self._fail(
+                            call, ValueError(f"stand-in vllm.LLM only loads data URLs, got {str(url)[:60]!r}")
+                        )
                     try:
                         media_type, image = _decode_data_url(url)
                     except Exception as exc:  # PIL's UnidentifiedImageError and friends
-                        raise self._fail(call, exc)
+                        raise self._fail(call, exc)  # noqa: B904 - vLLM's traceback shape
                     call.image_media_types.append(media_type)
                     call.image_formats.append(image.format)
                     call.image_sizes.append(tuple(image.size))

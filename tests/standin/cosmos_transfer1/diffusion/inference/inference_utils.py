@@ -1,5 +1,6 @@
 """Stand-in for the parts of ``cosmos_transfer1.diffusion.inference.inference_utils`` on the
 upsampler path: control-spec loading/validation and ``generate_control_input``."""
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,7 @@ BLUR_PRESETS = {"very_low": 3, "low": 5, "medium": 9, "high": 13, "very_high": 1
 
 def load_controlnet_specs(cfg) -> tuple[dict, dict]:
     """Split the JSON spec file into control entries (valid hint keys) and other arguments."""
-    with open(cfg.controlnet_specs, "r") as handle:
+    with open(cfg.controlnet_specs) as handle:
         specs_in = json.load(handle)
     controls: dict[str, Any] = {}
     args: dict[str, Any] = {}
@@ -97,7 +98,7 @@ def validate_controlnet_specs(cfg, controlnet_specs) -> dict:
                     if float(weight) < 0:
                         raise ValueError(f"Control weight for {hint_key} must be non-negative.")
                 except ValueError:
-                    raise ValueError(
+                    raise ValueError(  # noqa: B904 - as upstream raises it
                         f"Control weight for {hint_key} must be a valid non-negative float or a path to a .pt file."
                     )
     return controlnet_specs
@@ -121,7 +122,8 @@ def generate_control_input(input_file_path, save_folder, hint_key, blur_strength
     frames turned into edges (``control_input_edge``) or blurred (``control_input_vis``),
     written at the input's size to ``<save_folder>/<hint_key>_upsampler.mp4``; returns that path."""
     log.info(
-        f"Generating control input for {hint_key} with blur strength {blur_strength} and canny threshold {canny_threshold}"
+        f"Generating control input for {hint_key} with blur strength {blur_strength} "
+        f"and canny threshold {canny_threshold}"
     )
     frames = _standin.read_frames_rgb(input_file_path, num_total_frames)
     if hint_key.endswith("edge"):

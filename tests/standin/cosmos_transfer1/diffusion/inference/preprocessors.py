@@ -5,6 +5,7 @@ control without ``input_control`` it writes ``<output_folder>/<hint>_input_contr
 from the input video (edges for edge, blur for vis, a grey-level stand-in for seg, depth
 and keypoint, where upstream runs SAM2, DepthAnything or OpenPose).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,12 +32,25 @@ class Preprocessors:
         for hint_key in control_inputs:
             if hint_key in valid_hint_keys and hint_key in ("depth", "seg", "keypoint", "vis", "edge"):
                 self.gen_input_control(
-                    input_video, input_prompt, hint_key, control_inputs[hint_key], output_folder, blur_strength, canny_threshold
+                    input_video,
+                    input_prompt,
+                    hint_key,
+                    control_inputs[hint_key],
+                    output_folder,
+                    blur_strength,
+                    canny_threshold,
                 )
         return control_inputs
 
     def gen_input_control(
-        self, in_video, in_prompt, hint_key, control_input, output_folder, blur_strength="medium", canny_threshold="medium"
+        self,
+        in_video,
+        in_prompt,
+        hint_key,
+        control_input,
+        output_folder,
+        blur_strength="medium",
+        canny_threshold="medium",
     ):
         if control_input.get("input_control", None) is not None:
             return

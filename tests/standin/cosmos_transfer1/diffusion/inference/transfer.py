@@ -9,6 +9,7 @@ Under ``STANDIN_PATCHED=1``: ``--upsampler_policy`` and ``--upsampler_endpoint``
 passed to the pipeline as ``upsampler_policy=`` / ``upsampler_endpoint=``, and an endpoint makes
 the script call ``install(policy=, endpoint=)`` right after parsing (as patches/cosmos-transfer1.patch does).
 """
+
 import argparse
 import copy
 import json
@@ -38,7 +39,9 @@ _STRENGTHS = ["very_low", "low", "medium", "high", "very_high"]
 def parse_arguments():
     parser = argparse.ArgumentParser(description="Control to world generation demo script", conflict_handler="resolve")
     parser.add_argument("--prompt", type=str, default="The video captures a stunning, photorealistic scene.")
-    parser.add_argument("--negative_prompt", type=str, default="The video captures a game playing, with bad crappy graphics.")
+    parser.add_argument(
+        "--negative_prompt", type=str, default="The video captures a game playing, with bad crappy graphics."
+    )
     parser.add_argument("--input_video_path", type=str, default="")
     parser.add_argument("--num_input_frames", type=int, default=1, choices=[1])
     parser.add_argument("--sigma_max", type=float, default=70.0)
@@ -196,7 +199,7 @@ def demo(cfg, control_inputs):
             continue
         videos, final_prompts = batch_outputs[0], batch_outputs[1]
 
-        for i, (video, prompt) in enumerate(zip(videos, final_prompts)):
+        for i, (video, prompt) in enumerate(zip(videos, final_prompts)):  # noqa: B007 - upstream's loop
             if cfg.batch_input_path:
                 prompt_save_path = os.path.join(cfg.video_save_folder, f"video_{batch_start + i}", "prompt.txt")
             else:

@@ -7,10 +7,10 @@ Under ``STANDIN_PATCHED=1`` the class behaves as patched by patches/cosmos-trans
 ``__init__`` takes ``upsampler_policy`` and ``_process_prompt_upsampler`` calls
 ``cosmos_upsample_fix.runtime.run_upsampler`` when it can be imported.
 """
+
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Union
 
 import numpy as np
 
@@ -30,7 +30,9 @@ from cosmos_transfer1.utils.torchrun_keys import TORCHRUN_KEYS
 MODEL_NAME_DICT = {
     BASE_7B_CHECKPOINT_PATH: "CTRL_7Bv1pt3_lvg_tp_121frames_control_input_edge_block3",
     BASE_7B_CHECKPOINT_AV_SAMPLE_PATH: "CTRL_7Bv1pt3_t2v_121frames_control_input_hdmap_block3",
-    EDGE2WORLD_CONTROLNET_7B_DISTILLED_CHECKPOINT_PATH: "CTRL_7Bv1pt3_lvg_fsdp_distilled_121frames_control_input_edge_block3",
+    EDGE2WORLD_CONTROLNET_7B_DISTILLED_CHECKPOINT_PATH: (
+        "CTRL_7Bv1pt3_lvg_fsdp_distilled_121frames_control_input_edge_block3"
+    ),
 }
 
 _UNSET = object()
@@ -63,8 +65,8 @@ class DiffusionControl2WorldGenerationPipeline(BaseWorldGenerationPipeline):
         upsampler_policy=_UNSET,  # exists only in the patched variant (STANDIN_PATCHED=1)
         upsampler_endpoint=_UNSET,  # likewise
         process_group=None,
-        regional_prompts: List[str] = None,
-        region_definitions: Union[List[List[float]], object] = None,
+        regional_prompts: list[str] = None,
+        region_definitions: list[list[float]] | object = None,
         waymo_example: bool = False,
         disable_guardrail: bool = False,
         save_input_noise: bool = False,
@@ -144,7 +146,8 @@ class DiffusionControl2WorldGenerationPipeline(BaseWorldGenerationPipeline):
                 offload_prompt_upsampler=self.offload_prompt_upsampler,
             )
         log.info(
-            f"Prompt upsampler initialized with hint key: {self.upsampler_hint_key} and hint details: {self.hint_details}"
+            f"Prompt upsampler initialized with hint key: {self.upsampler_hint_key} "
+            f"and hint details: {self.hint_details}"
         )
 
     def _process_prompt_upsampler(self, prompt, video_path, save_folder):
@@ -189,10 +192,10 @@ class DiffusionControl2WorldGenerationPipeline(BaseWorldGenerationPipeline):
 
     def generate(
         self,
-        prompt: Union[str, List[str]],
-        video_path: Union[str, List[str]],
-        negative_prompt: Optional[Union[str, List[str]]] = None,
-        control_inputs: Union[dict, List[dict]] = None,
+        prompt: str | list[str],
+        video_path: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        control_inputs: dict | list[dict] = None,
         save_folder: str = "outputs/",
         batch_size: int = 1,
     ):
@@ -208,12 +211,12 @@ class DiffusionControl2WorldGenerationPipeline(BaseWorldGenerationPipeline):
             self._push_torchrun_environ_variables()
             upsampled = []
             for i, (single_prompt, single_video_path) in enumerate(zip(prompts, video_paths)):
-                log.info(f"Upsampling prompt {i+1}/{batch_size}: {single_prompt[:50]}...")
+                log.info(f"Upsampling prompt {i + 1}/{batch_size}: {single_prompt[:50]}...")
                 subfolder = os.path.join(save_folder, f"video_{i}")
                 os.makedirs(subfolder, exist_ok=True)
                 new_prompt = self._process_prompt_upsampler(single_prompt, single_video_path, subfolder)
                 upsampled.append(new_prompt)
-                log.info(f"Upsampled prompt {i+1}: {new_prompt[:50]}...")
+                log.info(f"Upsampled prompt {i + 1}: {new_prompt[:50]}...")
             self._pop_torchrun_environ_variables()
             prompts = upsampled
 

@@ -3,12 +3,13 @@
 Attribute names follow vLLM 0.9.2: ``.mistral`` is mistral_common's ``MistralTokenizer``,
 ``.instruct`` its instruct tokenizer, ``.tokenizer`` the raw (Tekken) tokenizer.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 # Loading tekken.json takes about a second; the tests build many engines on copies of the
 # same file, so parsed tokenizers are shared by content. The cache lives in a tiny
@@ -33,7 +34,10 @@ def find_tokenizer_file(folder: Path) -> Path:
     versioned = [n for n in names if n.startswith("tokenizer.model.v")]
     if len(versioned) == 1:
         return folder / versioned[0]
-    raise OSError(f"Found {len(versioned)} files matching the pattern `tokenizer.model.v*` or `tekken.json` in {folder}. Make sure that exactly one tokenizer file is present.")
+    raise OSError(
+        f"Found {len(versioned)} files matching the pattern `tokenizer.model.v*` or `tekken.json` in {folder}. "
+        "Make sure that exactly one tokenizer file is present."
+    )
 
 
 def load_public_tokenizer(tokenizer_file: Path):
@@ -59,7 +63,7 @@ class MistralTokenizer:
         self.is_tekken = isinstance(self.tokenizer, Tekkenizer)
 
     @classmethod
-    def from_pretrained(cls, path_or_repo_id: str, *, revision: Optional[str] = None) -> "MistralTokenizer":
+    def from_pretrained(cls, path_or_repo_id: str, *, revision: str | None = None) -> MistralTokenizer:
         path = Path(path_or_repo_id)
         if path.is_dir():
             tokenizer_file = find_tokenizer_file(path)
@@ -67,7 +71,9 @@ class MistralTokenizer:
             tokenizer_file = path
         else:
             # The real one would try the Hugging Face Hub here; tests never reach a network.
-            raise OSError(f"You have either provided a non-existent path: {path_or_repo_id} or an invalid HF Hub repo id.")
+            raise OSError(
+                f"You have either provided a non-existent path: {path_or_repo_id} or an invalid HF Hub repo id."
+            )
         return cls(load_public_tokenizer(tokenizer_file))
 
     # --- the parts of vLLM's tokenizer interface that are cheap to provide -----------------
@@ -90,7 +96,7 @@ class MistralTokenizer:
     def __len__(self) -> int:
         return self.vocab_size
 
-    def encode(self, text: str, add_special_tokens: Optional[bool] = None) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
         bos = True if add_special_tokens is None else add_special_tokens
         return self.tokenizer.encode(text, bos=bos, eos=False)
 
@@ -99,12 +105,14 @@ class MistralTokenizer:
             ids = [ids]
         return self.mistral.decode(ids)
 
-    def apply_chat_template(self, messages: list[dict[str, Any]], tools: Optional[list[dict[str, Any]]] = None, **kwargs: Any) -> list[int]:
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> list[int]:
         """Token ids of a chat, the way vLLM builds them: a mistral_common ChatCompletionRequest
         encoded by ``encode_chat_completion`` (images included as image tokens)."""
         return self.encode_chat(messages, tools).tokens
 
-    def encode_chat(self, messages: list[dict[str, Any]], tools: Optional[list[dict[str, Any]]] = None):
+    def encode_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None):
         """The whole mistral_common ``Tokenized`` result (tokens, text, images)."""
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
 

@@ -5,6 +5,7 @@ Upstream's standalone script: ``--prompt``, ``--input_video``, ``--checkpoint_di
 ``--upsampler_endpoint`` (``install(policy=, endpoint=)`` right after parsing) and the
 plugin-aware call of patches/cosmos-transfer1.patch.
 """
+
 import argparse
 
 from cosmos_transfer1 import _standin
@@ -17,8 +18,12 @@ def parse_args():
     parser = argparse.ArgumentParser(description="Prompt upsampler pipeline")
     parser.add_argument("--prompt", type=str, required=False, help="Prompt to upsample")
     parser.add_argument("--input_video", type=str, required=True, help="Path to input video file")
-    parser.add_argument("--checkpoint_dir", type=str, default="checkpoints", help="Base directory containing model checkpoints")
-    parser.add_argument("--offload_prompt_upsampler", action="store_true", help="Offload prompt upsampler model after inference")
+    parser.add_argument(
+        "--checkpoint_dir", type=str, default="checkpoints", help="Base directory containing model checkpoints"
+    )
+    parser.add_argument(
+        "--offload_prompt_upsampler", action="store_true", help="Offload prompt upsampler model after inference"
+    )
     if _standin.patched():
         parser.add_argument("--upsampler_policy", type=str, default=None, help="Frame downsampling policy (patched)")
         parser.add_argument("--upsampler_endpoint", type=str, default=None, help="Upsampler server URL (patched)")

@@ -6,11 +6,11 @@ image limit, hard-coded upstream (4096 and 2), can be changed for tests through 
 attributes ``standin_max_model_len`` / ``standin_image_limit`` or the variables
 ``STANDIN_MAX_MODEL_LEN`` / ``STANDIN_IMAGE_LIMIT`` (attributes win); unset means upstream's values.
 """
+
 from __future__ import annotations
 
 import gc
 import os
-from typing import Optional, Union
 
 from vllm import LLM, SamplingParams
 
@@ -23,8 +23,8 @@ UPSTREAM_IMAGE_LIMIT = 2
 
 
 class PixtralPromptUpsampler:
-    standin_max_model_len: Optional[int] = None
-    standin_image_limit: Optional[int] = None
+    standin_max_model_len: int | None = None
+    standin_image_limit: int | None = None
 
     def __init__(self, checkpoint_dir: str, offload_prompt_upsampler: bool = False):
         self.offload_prompt_upsampler = offload_prompt_upsampler
@@ -57,7 +57,7 @@ class PixtralPromptUpsampler:
         )
         self.sampling_params = SamplingParams(temperature=0.6, max_tokens=300)
 
-    def _prompt_upsample_with_offload(self, prompt: str, video_path: Union[list, str]):
+    def _prompt_upsample_with_offload(self, prompt: str, video_path: list | str):
         """Load (when offloading), upsample, free (when offloading)."""
         if self.offload_prompt_upsampler:
             self._load_upsampler_model()
@@ -66,7 +66,7 @@ class PixtralPromptUpsampler:
             self._offload_upsampler_model()
         return result
 
-    def _prompt_upsample(self, prompt: str, video_path: Union[list, str]):
+    def _prompt_upsample(self, prompt: str, video_path: list | str):
         """One chat turn: every frame as an image_url item, then the text."""
         text = prompt if prompt else "describe the following images"
         frames = extract_video_frames(video_path) if isinstance(video_path, str) else video_path
