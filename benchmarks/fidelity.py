@@ -55,7 +55,8 @@ class FilterRow:
     chosen: str
     ours: Score
     lanczos: Score
-    cubic: Score
+    cubic: Score  # a cubic frame as it would be sent: OpenCV INTER_CUBIC, 8-bit
+    cubic_float: Score  # the model's own cubic of the full frame, float, unclipped (no 8-bit frame carries it)
 
     @property
     def best_other(self) -> float:
@@ -117,10 +118,14 @@ def lanczos(image: np.ndarray, size: Size) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size[0], size[1]), Image.Resampling.LANCZOS))
 
 
+def cubic8(image: np.ndarray, size: Size) -> np.ndarray:
+    """The model's cubic (OpenCV INTER_CUBIC on float32) as an 8-bit frame: rounded and clipped."""
+    return np.clip(np.rint(metrics.cubic(image, size)), 0, 255).astype(np.uint8)
+
+
 def filter_chosen(source: Size, target: Size) -> str:
     """The filter and parameters the package's resize uses for this shrink, as it names them."""
-    describe = getattr(images, "filter_for", None)  # until the images module names its choice
-    return describe(source, target) if describe is not None else "Lanczos (swscale)"
+    return images.filter_for(source, target)
 
 
 def measure(budget: BudgetResult, ctx: Context) -> FidelityResult:
@@ -156,6 +161,7 @@ def measure(budget: BudgetResult, ctx: Context) -> FidelityResult:
             result.filters.append(FilterRow(
                 clip, target, max(clip.size) / max(target), filter_chosen(clip.size, target), fit,
                 score(originals, [view(lanczos(im, target)) for im in originals]),
+                score(originals, [view(cubic8(im, target)) for im in originals]),
                 score(originals, [metrics.cubic(im, target) for im in originals]),
             ))
         if row.upstream_fits and max(clip.size) > grid.max_image_size:

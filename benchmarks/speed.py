@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import av
 import cv2
@@ -37,8 +36,7 @@ def plugin_run(path: Path, out_dir: Path, ctx: Context, select: str = "first") -
 def plugin_run_compressed(path: Path, out_dir: Path, ctx: Context) -> int:
     """The same with zlib-compressed PNG files (what a request over a network would rather send)."""
     planned = plan_frames(path, PROMPT, options_for("first"), limits=ctx.limits, model=ctx.model)
-    write: Any = write_png  # level= per the images contract (stored PNG by default)
-    paths = [write(im, out_dir / f"frame_{i}.png", level=COMPRESSED_LEVEL)
+    paths = [write_png(im, out_dir / f"frame_{i}.png", level=COMPRESSED_LEVEL)
              for i, im in enumerate(planned.images, start=1)]
     return b64_files(paths)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -42,7 +41,6 @@ def measure(clip: Clip, ctx: Context) -> list[WhatIfRow]:
 
     def median_ms(fn: Callable[[], object]) -> float:
         return timing.median_ms(fn, runs)
-    encode: Any = images.encode_png  # level= per the images contract
 
     def pil_png(img: np.ndarray, level: int) -> int:
         buf = io.BytesIO()
@@ -63,7 +61,7 @@ def measure(clip: Clip, ctx: Context) -> list[WhatIfRow]:
     ]
     for level in PNG_LEVELS:
         def png(level: int = level) -> int:
-            return len(encode(small, level=level))
+            return len(images.encode_png(small, level=level))
 
         rows.append(WhatIfRow("png", f"`images.encode_png(level={level})` — the package", target, median_ms(png),
                               png() / 1024))
