@@ -217,6 +217,10 @@ def _scan(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UpsampleFixError(f"-j must be at least 1, got {args.jobs}")
     options = _options(args)
+    if options.frames is not None:  # a count no item can meet is one error, not one per row
+        from .frames.selection import check_selection
+
+        options.limits().check_images(check_selection(options.frames, options.select))
     items = gather(args.inputs, args.prompt, args.controlnet_specs, args.batch_input_path, args.input_video_path)
     previews = Path(args.preview_dir) if args.preview_dir else None
     if previews is not None:

@@ -179,6 +179,8 @@ def test_items_without_an_upsampler_or_without_input(capsys, folder, tmp_path):
     (["--batch_input_path", "{tmp}/b.jsonl"], "needs --controlnet_specs"),
     ([], "nothing to scan"),
     (["{tmp}", "-j", "0"], "-j must be at least 1"),
+    (["{tmp}", "--frames", "3"], "allows 2"),
+    (["{tmp}", "--frames", "3", "--max-images", "4", "--select", "ends"], "'ends' takes 1 or 2"),
 ])
 def test_bad_scan_arguments_are_one_line(capsys, tmp_path, argv, needle):
     (tmp_path / "bad.json").write_text("{")
