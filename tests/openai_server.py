@@ -60,6 +60,7 @@ class Seen:
     image_formats: list[str] = field(default_factory=list)
     content_types: list[str] = field(default_factory=list)
     vllm_validated: bool = False
+    sampling: Any = None  # vLLM's SamplingParams for the request, when vLLM is importable
 
 
 class _VllmError(Exception):
@@ -90,6 +91,11 @@ class StandInServer:
         self.api_key = api_key
         self.report_max_model_len = report_max_model_len
         self.vllm_model = vllm_request_model() if validate_with_vllm else None
+        self._vllm_max_tokens: Any = None
+        if self.vllm_model is not None:  # imported here, not in a handler thread
+            from vllm.entrypoints.utils import get_max_tokens
+
+            self._vllm_max_tokens = get_max_tokens
         self._tokenizer_file = tokenizer_file
         self._lock = threading.Lock()
         self._faults: list[tuple[int, str | None, str]] = []
@@ -175,11 +181,12 @@ class StandInServer:
     def chat(self, body: Any, seen: Seen) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise _VllmError(400, "request body must be a JSON object")
+        parsed = None
         if self.vllm_model is not None:
             try:
-                self.vllm_model.model_validate(body)
+                parsed = self.vllm_model.model_validate(body)
             except Exception as exc:  # pydantic.ValidationError: vLLM answers 400 with its text
-                raise _VllmError(400, str(exc)) from None
+                raise _VllmError(400, " ".join(str(exc).split())) from None
             seen.vllm_validated = True
         if body.get("model") != self.model_id:
             raise _VllmError(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
@@ -222,6 +229,11 @@ class StandInServer:
                 f"{max_tokens + token_num} tokens ({token_num} in the messages, {max_tokens} in the completion). "
                 f"Please reduce the length of the messages or completion.",
             )
+        if parsed is not None:  # the sampling parameters vLLM's chat serving would run with
+            limit = self._vllm_max_tokens(
+                max_model_len=self.max_model_len, request=parsed, input_length=token_num, default_sampling_params={}
+            )
+            seen.sampling = parsed.to_sampling_params(limit, None, {})
         text = next(item.get("text") for item in messages[-1]["content"] if item.get("type") == "text")
         sizes = ", ".join(f"{w}x{h}" for w, h in seen.image_sizes)
         answer = f"\n  {text} Seen in {len(seen.image_sizes)} frame(s) of {sizes}; {token_num} prompt tokens.  \n"

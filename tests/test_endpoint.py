@@ -95,6 +95,13 @@ def check_upstream_request(seen, planned, prompt: str, max_tokens: int = 300) ->
     assert [tuple(s) for s in seen.image_sizes] == list(planned.plan.planned.frame_sizes)
     assert seen.prompt_tokens == planned.plan.planned.prompt_tokens
     assert seen.vllm_validated is (vllm_request_model() is not None)
+    if seen.sampling is not None:  # vLLM's server would sample as upstream's in-process engine does
+        from vllm import SamplingParams
+
+        upstream = SamplingParams(temperature=0.6, max_tokens=max_tokens)
+        fields = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "n", "seed", "stop",
+                  "presence_penalty", "frequency_penalty", "repetition_penalty", "skip_special_tokens")
+        assert {f: getattr(seen.sampling, f) for f in fields} == {f: getattr(upstream, f) for f in fields}
 
 
 # ---------------------------------------------------------------- the request
@@ -491,3 +498,11 @@ def test_tls_to_a_plain_http_server_fails_at_once(fresh):
     with pytest.raises(EndpointError, match="TLS failed"):
         EndpointClient(fresh.url.replace("http://", "https://"), **FAST).model_name()
     assert len(fresh.seen) == 0
+
+
+@pytest.mark.skipif(vllm_request_model() is None, reason="vllm is not importable")
+def test_vllms_protocol_model_refuses_a_body_it_does_not_accept(fresh):
+    transport = HttpTransport(fresh.url, attempts=1)
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": "hi"}], "temperature": "warm"}
+    with pytest.raises(EndpointError, match=r"HTTP 400\): .*temperature"):
+        transport.request("POST", "/chat/completions", body)
