@@ -1,8 +1,9 @@
 """Bad and unusual inputs, made here with PyAV: the documented error or a correct plan, never a traceback.
 
 Every case goes through :func:`cosmos_upsample_fix.planner.plan_frames` (several frame
-selections) and through the command line (``python -m cosmos_upsample_fix prepare`` in a
-subprocess, ``inspect`` in-process). Each run has a private, initially empty TMPDIR that must
+selections) and through the command line (``prepare`` and ``inspect`` in-process; a real
+``python -m cosmos_upsample_fix`` subprocess only where a fresh interpreter matters). Each run
+has a private, initially empty TMPDIR that must
 be empty again afterwards, and the input (size, mtime, sha256; its folder's listing) must be
 unchanged. An error is one line (status 2 from the CLI, ``cosmos-upsample-fix: error: ...``,
 no "Traceback"); a plan must fit, and the PNG files it writes must count, through
@@ -20,7 +21,6 @@ import random
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover
 from cosmos_upsample_fix import cli
 from cosmos_upsample_fix.errors import InputError, UpsampleFixError
 from cosmos_upsample_fix.model import load_model
+from cosmos_upsample_fix.options import Options
 from cosmos_upsample_fix.planner import plan_frames
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
@@ -99,7 +100,7 @@ def _build(folder: Path) -> dict[str, tuple[Path, dict, int | None]]:
     case("audio_only_as_mp4", make_audio(folder / "audio.mp4"), **e(default="no video stream"))
 
     one = make_clip(folder / "one frame.mp4", 160, 96, frames=1)
-    case("one_frame_two_asked", one, **e(default="1 frames; 2 asked", first1=PLAN))
+    case("one_frame_two_asked", one, **e(default="has 1 frame; 2 asked", first1=PLAN))
 
     case("1x1", make_clip(folder / "1x1.mp4", 1, 1, frames=3, pix_fmt="yuv444p"), **e())
     case("2x4000", make_clip(folder / "2x4000.mp4", 2, 4000, frames=3), **e())
@@ -150,8 +151,10 @@ def inputs(tmp_path_factory):
     return folder, _build(folder)
 
 
-def expectation(spec: dict, select: str, frames: int) -> str:
-    return spec.get((select, str(frames)), spec["*"])
+def expectation(spec: dict, select: str, frames: int | None) -> str:
+    """The expected outcome; ``frames=None`` (the CLI's default: up to 2) plans what a 1-frame input has."""
+    expected = spec.get((select, str(frames or 2)), spec["*"])
+    return PLAN if frames is None and expected.endswith("1 frame; 2 asked") else expected
 
 
 def fingerprint(path: Path):
@@ -226,7 +229,7 @@ def test_plan_frames(inputs, model, private_tmpdir, tmp_path, name):
     for select, frames in VARIANTS:
         expected = expectation(spec, select, frames)
         try:
-            planned = plan_frames(str(path), PROMPT, select=select, frames=frames, model=model)
+            planned = plan_frames(str(path), PROMPT, Options.build(select=select, frames=frames), model=model)
         except UpsampleFixError as exc:
             message = str(exc)
             assert expected != PLAN, f"{name} {select}/{frames}: unexpected error {message}"
@@ -249,53 +252,6 @@ def test_plan_frames(inputs, model, private_tmpdir, tmp_path, name):
 # --------------------------------------------------------------------------- through the command line
 
 
-# plans checked in a real subprocess too (each loads the tokenizer, about a second); so is every error case
-# with --select first (and with uniform where only uniform fails), the rest run through cli.main in-process
-SUBPROCESS_PLANS = {("non_ascii_path", "first"), ("rotated_90_large", "first"), ("2x4000", "first"),
-                    ("10bit_hevc", "first"), ("vfr", "uniform")}
-
-
-def _in_subprocess(cases, name: str, select: str) -> bool:
-    error = expectation(cases[name][1], select, 2) != PLAN
-    first_error = error and (select == "first" or expectation(cases[name][1], "first", 2) == PLAN)
-    return (name, select) in SUBPROCESS_PLANS or first_error
-
-
-def _cli_runs(cases, scratch: Path):
-    """Run ``prepare --json`` in subprocesses (two at a time), each with its own empty TMPDIR."""
-    jobs = []
-    for name in CASE_NAMES:
-        for select in ("first", "uniform"):
-            if not _in_subprocess(cases, name, select):
-                continue
-            tmp = scratch / f"{name}-{select}-tmp"
-            out = scratch / f"{name}-{select}-out"
-            tmp.mkdir()
-            argv = [sys.executable, "-m", "cosmos_upsample_fix", "prepare", str(cases[name][0]), "--out-dir",
-                    str(out), "--prompt", PROMPT, "--select", select, "--json"]
-            jobs.append((name, select, argv, tmp, out))
-
-    def run(job):
-        name, select, argv, tmp, out = job
-        env = dict(os.environ, TMPDIR=str(tmp))
-        env.pop("COSMOS_UPSAMPLE_FIX_DEBUG", None)
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-        return (name, select), (done, tmp, out)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(run, jobs))
-
-
-@pytest.fixture(scope="module")
-def cli_results(inputs, tmp_path_factory):
-    folder, cases = inputs
-    before = {name: fingerprint(cases[name][0]) for name in CASE_NAMES}
-    listing = folder_state(folder)
-    results = _cli_runs(cases, tmp_path_factory.mktemp("cli runs"))
-    after = {name: fingerprint(cases[name][0]) for name in CASE_NAMES}
-    return results, before, after, listing, folder_state(folder)
-
-
 def _in_process_prepare(path: Path, out: Path, select: str, capsys) -> subprocess.CompletedProcess:
     code = cli.main(["prepare", str(path), "--out-dir", str(out), "--prompt", PROMPT, "--select", select, "--json"])
     captured = capsys.readouterr()
@@ -304,19 +260,15 @@ def _in_process_prepare(path: Path, out: Path, select: str, capsys) -> subproces
 
 @pytest.mark.parametrize("select", ["first", "uniform"])
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_cli_prepare(inputs, cli_results, model, private_tmpdir, tmp_path, capsys, name, select):
-    """``prepare``: in a subprocess for every error and some plans, else through ``cli.main`` in-process."""
+def test_cli_prepare(inputs, model, private_tmpdir, tmp_path, capsys, name, select):
+    """``prepare`` through ``cli.main`` in-process (the console script's exit codes and one-line errors
+    in a fresh interpreter are checked by the regression tests below and by test_cli)."""
     folder, cases = inputs
     path, spec, rotation = cases[name]
-    if _in_subprocess(cases, name, select):
-        results, before, after, listing, listing_after = cli_results
-        done, tmp, out = results[(name, select)]
-        before, after = before[name], after[name]
-    else:
-        before, listing, tmp, out = fingerprint(path), folder_state(folder), private_tmpdir, tmp_path / "out"
-        done = _in_process_prepare(path, out, select, capsys)
-        after, listing_after = fingerprint(path), folder_state(folder)
-    expected = expectation(spec, select, 2)
+    before, listing, tmp, out = fingerprint(path), folder_state(folder), private_tmpdir, tmp_path / "out"
+    done = _in_process_prepare(path, out, select, capsys)
+    after, listing_after = fingerprint(path), folder_state(folder)
+    expected = expectation(spec, select, None)
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
     if expected == PLAN:
         assert done.returncode == 0, done.stderr
@@ -341,7 +293,7 @@ def test_cli_prepare(inputs, cli_results, model, private_tmpdir, tmp_path, capsy
 def test_cli_inspect_in_process(inputs, capsys, name):
     folder, cases = inputs
     path, spec, _rotation = cases[name]
-    expected = expectation(spec, "ends", 2)
+    expected = expectation(spec, "ends", None)
     code = cli.main(["inspect", str(path), "--select", "ends", "--json"])
     captured = capsys.readouterr()
     if expected == PLAN:
@@ -364,7 +316,7 @@ def test_unknown_codec_with_seeking_selection_is_an_input_error(inputs):
     path = inputs[1]["unknown_codec"][0]
     for select in ("uniform", "ends", "first"):
         with pytest.raises(InputError, match="codec is unknown"):
-            plan_frames(str(path), PROMPT, select=select)
+            plan_frames(str(path), PROMPT, Options.build(select=select))
 
 
 def test_cli_failure_prints_only_the_error_line(inputs):

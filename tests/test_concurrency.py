@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover
 
 import cosmos_upsample_fix
 from cosmos_upsample_fix.model import UpsamplerModel, load_model
+from cosmos_upsample_fix.options import Options
 from cosmos_upsample_fix.planner import plan_frames
 
 PACKAGE_DIR = Path(cosmos_upsample_fix.__file__).resolve().parent
@@ -76,7 +77,7 @@ def digest(files) -> list[str]:
 
 def prepare(i: int, path: Path, select: str, out: Path, model=None):
     """What each worker does: plan, write into its own folder, and hash what it wrote."""
-    planned = plan_frames(str(path), PROMPTS[i], select=select, model=model)
+    planned = plan_frames(str(path), PROMPTS[i], Options.build(select=select), model=model)
     out.mkdir(parents=True)
     files = planned.write(out)
     return digest(files), planned.plan.to_dict()
@@ -88,7 +89,7 @@ def serial(clips, tmp_path_factory):
     results = [prepare(i, path, select, out / str(i)) for i, (path, select) in enumerate(clips)]
     hashes = [h for hs, _ in results for h in hs]
     assert len(set(hashes)) == len(hashes), "the clips' frames must all differ"
-    for (hs, plan), (path, _select) in zip(results, clips):
+    for hs, plan in results:
         assert plan["planned"]["fits"] and len(hs) == 2
     return results, out
 
@@ -112,7 +113,7 @@ def test_sixteen_threads_at_once(clips, serial, private_tmpdir, tmp_path):
         model = UpsamplerModel(tokenizer_file=base.tokenizer_file, grid=base.grid) if round_ == 0 else None
         barrier = threading.Barrier(len(clips))
 
-        def work(i: int):
+        def work(i: int, barrier=barrier, round_=round_, model=model):
             path, select = clips[i]
             barrier.wait()
             return prepare(i, path, select, tmp_path / f"round{round_}" / str(i), model)

@@ -604,3 +604,44 @@ def test_shared_uniform_frames_match_opencv_sequential_read(name: str) -> None:
     reference = _opencv_frames(path, {f.index for f in frames})
     for f in frames:
         assert np.abs(reference[f.index].astype(int) - f.image).max() <= 8, f"frame {f.index}"
+
+
+# --------------------------------------------------------------------------- up to count frames (exact=False)
+
+
+def test_not_exact_gives_what_a_short_source_has(clipdir: Path) -> None:
+    one = make_clip(clipdir / "one.mp4", width=64, height=48, frames=1)
+    five = make_clip(clipdir / "five_ffv1.mkv", codec="ffv1", width=64, height=48, frames=5)  # no count in header
+    still = make_image(clipdir / "one_still.png", 40, 30, index=4)
+    for select in SELECTIONS:
+        info, frames = read_frames(one, count=2, select=select, exact=False)
+        assert info.frame_count == 1 and markers(frames) == [0]
+        info, frames = read_frames(still, count=2, select=select, exact=False)
+        assert info.kind == "image" and markers(frames) == [4]
+    _, frames = read_frames(five, count=8, select="uniform", exact=False)
+    assert [f.index for f in frames] == markers(frames) == [0, 1, 2, 3, 4]
+    info, frames = read_frames(five, count=6, select="first", exact=False)
+    assert info.frame_count == 5 and markers(frames) == [0, 1, 2, 3, 4]
+    for select in SELECTIONS:  # enough frames: the same as exact
+        loose, strict = read_frames(five, 2, select, exact=False), read_frames(five, 2, select)
+        assert loose[0] == strict[0] and markers(loose[1]) == markers(strict[1]) == select_indices(5, 2, select)
+    with pytest.raises(InputError, match="has 1 frame; 2 asked"):
+        read_frames(one, count=2)
+
+
+def test_not_exact_still_refuses_a_truncated_clip(bad_inputs: dict) -> None:
+    path, fragment, _ = bad_inputs["truncated_faststart_uniform"]
+    for select in ("uniform", "ends"):
+        with pytest.raises(InputError, match=fragment):
+            read_frames(path, count=2, select=select, exact=False)
+
+
+def test_frame_count_is_the_same_whatever_the_selection(clipdir: Path) -> None:
+    """read_frames reports one frame count per clip, and probe agrees, with or without a header count."""
+    for name in ("ffv1_mkv", "vp9_webm", "h264_opengop_ts", "h264_bframes_longgop"):
+        file_name, kwargs = CLIPS[name]
+        path = clipdir / file_name
+        if not path.exists():
+            make_clip(path, **kwargs)
+        counts = {read_frames(path, 2, select)[0].frame_count for select in SELECTIONS}
+        assert counts == {probe(path).frame_count} == {kwargs["frames"]}, name

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cosmos_upsample_fix import images
 from cosmos_upsample_fix.images import encode_png, resize, write_png
 
 
@@ -47,3 +48,50 @@ def test_resize_antialiases():
     stripes[:, ::2] = 255
     out = resize(stripes, (64, 16)).astype(int)
     assert abs(out.mean() - 127.5) < 3 and out.std() < 8
+
+
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_compressed_png_round_trips_and_is_smaller_on_flat_frames(level):
+    flat = np.zeros((512, 928, 3), dtype=np.uint8)
+    flat[100:300, 200:700] = (30, 200, 90)  # a segmentation-like frame: few flat regions
+    noisy = np.random.default_rng(level).integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    for image in (flat, noisy):
+        decoded = np.asarray(Image.open(io.BytesIO(encode_png(image, level))).convert("RGB"))
+        assert np.array_equal(decoded, image)
+    assert len(encode_png(flat, level)) < len(encode_png(flat)) / 50
+
+
+def test_png_level_out_of_range():
+    for level in (-1, 10):
+        with pytest.raises(ValueError):
+            encode_png(np.zeros((2, 2, 3), dtype=np.uint8), level)
+
+
+def test_write_png_level(tmp_path):
+    image = np.full((64, 64, 3), 7, dtype=np.uint8)
+    path = write_png(image, tmp_path / "c.png", level=1)
+    assert np.array_equal(np.asarray(Image.open(path)), image)
+    assert path.stat().st_size < 64 * 64 * 3 / 10
+
+
+@pytest.mark.parametrize(
+    "source, target, mild",
+    [((720, 720), (672, 672), True), ((1280, 704), (928, 512), True), ((1280, 800), (864, 544), False),
+     ((1920, 1080), (912, 512), False), ((3840, 2160), (912, 512), False), ((1280, 704), (640, 352), False)],
+)
+def test_filter_by_shrink_factor(source, target, mild):
+    pytest.importorskip("cv2")
+    assert (images.filter_for(source, target) == images.OPENCV_LANCZOS) is mild
+    if max(source) / max(target) >= 2:
+        assert images.filter_for(source, target) == images.SWSCALE_LANCZOS  # antialiased from 2x
+
+
+@pytest.mark.parametrize("size", [(1100, 600), (928, 512)])
+def test_mild_shrink_keeps_detail_and_does_not_point_sample(size):
+    # a smooth ramp must stay a ramp (no nearest-neighbour steps): every output is an interpolation
+    ramp = np.repeat(np.linspace(0, 255, 1280)[None, :, None], 704, axis=0).repeat(3, axis=2).astype(np.uint8)
+    out = resize(ramp, size).astype(int)
+    assert out.shape == (size[1], size[0], 3)
+    steps = np.diff(out[0, 8:-8, 0])
+    assert steps.min() >= 0 and steps.max() <= 2
+

@@ -44,8 +44,14 @@ def open_av(path: str) -> Container:
         raise InputError(f"{path} is not a readable video or image, or is corrupt ({reason(exc)})") from None
 
 
-def video_stream(container: Container, path: str, threads: str = "AUTO") -> Stream:
-    """The container's first real video stream (cover art is not video) that FFmpeg can decode."""
+def video_stream(container: Container, path: str, threads: str = "SLICE") -> Stream:
+    """The container's first real video stream (cover art is not video) that FFmpeg can decode.
+
+    ``threads`` is the decoder's thread type. Slice threads (the default) add no latency:
+    the first two frames of a 720p clip come out in about 4 ms, where frame threads take
+    about 20 ms to fill their pipeline. Frame threads pay off only for long decodes
+    (see :func:`use_frame_threads`).
+    """
     undecodable = 0
     for stream in container.streams.video:
         if _ATTACHED_PIC and stream.disposition & _ATTACHED_PIC:
@@ -61,6 +67,14 @@ def video_stream(container: Container, path: str, threads: str = "AUTO") -> Stre
             "corrupt, or a format this build cannot decode)"
         )
     raise InputError(f"{path} has no decodable video frames (no video stream; audio-only or not a video?)")
+
+
+def use_frame_threads(stream: Stream) -> None:
+    """Decode ``stream`` with frame threads too (before its first decode): for long stretches."""
+    try:
+        stream.thread_type = "AUTO"
+    except AV_ERRORS as exc:  # the decoder is already open
+        logger.debug("cannot switch to frame threads: %s", reason(exc))
 
 
 def is_image_demuxer(container: Container) -> bool:

@@ -28,6 +28,7 @@ from .container import (
     is_image_demuxer,
     open_av,
     to_rgb,
+    use_frame_threads,
     video_stream,
 )
 from .files import reason
@@ -38,10 +39,13 @@ from .stills import still_image_error
 
 logger = logging.getLogger(__name__)
 
+FRAME_THREADS_FROM = 16
+"""Frames to decode from which frame threads pay for their start-up latency."""
 
-def picture(frame: av.VideoFrame, path: str) -> np.ndarray:
-    """A decoded frame as C-contiguous H x W x 3 uint8 RGB, turned for display."""
-    return np.ascontiguousarray(turn(to_rgb(frame, path), display_matrix(frame)))
+
+def as_frame(index: int, frame: av.VideoFrame, path: str) -> Frame:
+    """A decoded frame as a :class:`Frame`: C-contiguous H x W x 3 uint8 RGB, turned for display."""
+    return Frame(index, np.ascontiguousarray(turn(to_rgb(frame, path), display_matrix(frame))))
 
 
 def short_error(path: str, got: int, count: int, errors: Sequence[str], declared: int | None = None) -> InputError:
@@ -72,7 +76,7 @@ def _read_first(
     decoder = Decoder(container, stream)
     frames: list[Frame] = []
     for vf in decoder:
-        frames.append(Frame(len(frames), picture(vf, path)))
+        frames.append(as_frame(len(frames), vf, path))
         if len(frames) == count:
             return frames, declared if declared is not None else decoder.count_rest()
     clean = not decoder.errors and (declared is None or len(frames) >= declared)
@@ -86,11 +90,14 @@ def _read_sequential(path: str, indices: Sequence[int], count: int, declared: in
     wanted, last = set(indices), max(indices)
     frames: list[Frame] = []
     with open_av(path) as container:
-        decoder = Decoder(container, video_stream(container, path))
+        stream = video_stream(container, path)
+        if last >= FRAME_THREADS_FROM:
+            use_frame_threads(stream)
+        decoder = Decoder(container, stream)
         n = -1
         for n, vf in enumerate(decoder):
             if n in wanted:
-                frames.append(Frame(n, picture(vf, path)))
+                frames.append(as_frame(n, vf, path))
             if n >= last:
                 return frames
     raise short_error(path, n + 1, count, decoder.errors, declared)
@@ -99,7 +106,9 @@ def _read_sequential(path: str, indices: Sequence[int], count: int, declared: in
 def _count_by_decoding(path: str) -> int:
     """Number of frames a full sequential decode yields (used when packets lack pts)."""
     with open_av(path) as container:
-        return sum(1 for _ in Decoder(container, video_stream(container, path)))
+        stream = video_stream(container, path)
+        use_frame_threads(stream)
+        return sum(1 for _ in Decoder(container, stream))
 
 
 class SeekFailed(Exception):
@@ -128,6 +137,17 @@ def _seek(container: Container, stream: Stream, timestamp: int) -> bool:
         logger.debug("seek to %s failed: %s", timestamp, reason(exc))
         return False
     return True
+
+
+def decode_stretch(packets: Packets, indices: Sequence[int]) -> int:
+    """About how many frames seeking to ``indices`` decodes (from each one's keyframe to it)."""
+    order = sorted(range(len(packets.pts)), key=lambda k: packets.pts[k] or 0)
+    keys = [k for k, is_key in enumerate(packets.key) if is_key] or [0]
+    total = 0
+    for index in indices:
+        position = order[index]
+        total += position - keys[max(0, bisect.bisect_right(keys, position) - 1)] + 1
+    return total
 
 
 def read_seeking(
@@ -177,7 +197,7 @@ def read_seeking(
                 logger.debug("seek to %s did not reach pts %s; trying earlier", seek_ts, target)
         if vf is None:
             raise SeekFailed(f"frame {index} (pts {target}) was not reached")
-        frames.append(Frame(index, picture(vf, path)))
+        frames.append(as_frame(index, vf, path))
     logger.debug("seek read: %d frames of %d decoded with %d seeks", decoded[0], len(packets.pts), seeks)
     return frames
 
@@ -209,6 +229,8 @@ def _spread(container: Container, stream: Stream, path: str, count: int, select:
     indices = select_indices(total, min(count, total), select)
     frames: list[Frame] = []
     if have_pts:
+        if decode_stretch(packets, indices) >= FRAME_THREADS_FROM:
+            use_frame_threads(stream)
         try:
             frames = read_seeking(container, stream, packets, indices, path)
         except SeekFailed as exc:
