@@ -5,7 +5,8 @@ Real HTTP on 127.0.0.1 (a free port), started and stopped as a context manager:
 - ``GET /v1/models`` lists one model card with ``max_model_len``, as vLLM does;
 - ``POST /v1/chat/completions`` counts the prompt with mistral_common the way vLLM's
   ``tokenizer_mode="mistral"`` does (the raw messages, data URLs included, go to
-  ``ChatCompletionRequest`` and ``encode_chat_completion``), applies vLLM's serving rules
+  ``ChatCompletionRequest`` and ``encode_chat_completion``; with vLLM importable, through
+  vLLM's own ``apply_mistral_chat_template``), applies vLLM's serving rules
   (image limit per prompt; prompt + max_tokens ≤ max_model_len, refused with HTTP 400 and
   vLLM's message and error body; unknown model 404; ``--api-key`` → 401 ``{"error":
   "Unauthorized"}``) and answers with a deterministic text derived from the prompt and the
@@ -61,6 +62,7 @@ class Seen:
     content_types: list[str] = field(default_factory=list)
     vllm_validated: bool = False
     sampling: Any = None  # vLLM's SamplingParams for the request, when vLLM is importable
+    counted_by: str = ""  # "vllm" (its apply_mistral_chat_template) or "mistral_common"
 
 
 class _VllmError(Exception):
@@ -90,13 +92,17 @@ class StandInServer:
         self.model_id = model_id
         self.api_key = api_key
         self.report_max_model_len = report_max_model_len
+        self._tokenizer_file = tokenizer_file
         self.vllm_model = vllm_request_model() if validate_with_vllm else None
         self._vllm_max_tokens: Any = None
-        if self.vllm_model is not None:  # imported here, not in a handler thread
+        self._vllm_count: Any = None
+        if self.vllm_model is not None:  # imported and loaded here, not in a handler thread
+            from vllm.entrypoints.chat_utils import apply_mistral_chat_template
             from vllm.entrypoints.utils import get_max_tokens
 
+            tokenizer = _vllm_tokenizer(self._tokenizer_path())
             self._vllm_max_tokens = get_max_tokens
-        self._tokenizer_file = tokenizer_file
+            self._vllm_count = lambda messages: len(apply_mistral_chat_template(tokenizer, messages, None, None))
         self._lock = threading.Lock()
         self._faults: list[tuple[int, str | None, str]] = []
         self._raw: list[tuple[int, bytes]] = []
@@ -151,12 +157,16 @@ class StandInServer:
 
     # ------------------------------------------------------------------ behaviour
 
-    def tokenizer(self) -> Any:
-        path = self._tokenizer_file
-        if path is None:
-            import mistral_common
+    def _tokenizer_path(self) -> Path:
+        if self._tokenizer_file is not None:
+            return Path(self._tokenizer_file)
+        import mistral_common
 
-            path = Path(mistral_common.__file__).parent / "data" / "tekken_240911.json"
+        return Path(mistral_common.__file__).parent / "data" / "tekken_240911.json"
+
+    def tokenizer(self) -> Any:
+        """mistral_common's tokenizer (what vLLM's mistral mode wraps)."""
+        path = self._tokenizer_path()
         with _tokenizers_lock:
             if str(path) not in _tokenizers:
                 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
@@ -208,11 +218,16 @@ class StandInServer:
                 f"At most {self.max_images} image(s) may be provided in one request. You can set "
                 "`--limit-mm-per-prompt` to increase this limit if the model supports it.",
             )
-        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+        if parsed is not None:  # vLLM's own path: its MistralTokenizer on the parsed messages
+            token_num = self._vllm_count(parsed.messages)
+            seen.counted_by = "vllm"
+        else:
+            from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
-        request = ChatCompletionRequest(messages=messages)
-        tokens = self.tokenizer().encode_chat_completion(request).tokens
-        seen.prompt_tokens = token_num = len(tokens)
+            request = ChatCompletionRequest(messages=messages)
+            token_num = len(self.tokenizer().encode_chat_completion(request).tokens)
+            seen.counted_by = "mistral_common"
+        seen.prompt_tokens = token_num
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         # vLLM 0.9.2's OpenAIServing._validate_input
         if max_tokens is None:
@@ -253,6 +268,17 @@ class StandInServer:
             ],
             "usage": {"prompt_tokens": token_num, "completion_tokens": 20, "total_tokens": token_num + 20},
         }
+
+
+def _vllm_tokenizer(path: Path) -> Any:
+    """vLLM's MistralTokenizer for a tekken.json, loaded once per file."""
+    from vllm.transformers_utils.tokenizers.mistral import MistralTokenizer
+
+    key = f"vllm:{path}"
+    with _tokenizers_lock:
+        if key not in _tokenizers:
+            _tokenizers[key] = MistralTokenizer.from_pretrained(str(path))
+        return _tokenizers[key]
 
 
 def _decode_image(url: str) -> tuple[tuple[int, int], str]:

@@ -95,6 +95,7 @@ def check_upstream_request(seen, planned, prompt: str, max_tokens: int = 300) ->
     assert [tuple(s) for s in seen.image_sizes] == list(planned.plan.planned.frame_sizes)
     assert seen.prompt_tokens == planned.plan.planned.prompt_tokens
     assert seen.vllm_validated is (vllm_request_model() is not None)
+    assert seen.counted_by == ("vllm" if seen.vllm_validated else "mistral_common")
     if seen.sampling is not None:  # vLLM's server would sample as upstream's in-process engine does
         from vllm import SamplingParams
 
