@@ -160,3 +160,26 @@ def test_parse_size_rejects(text):
     with pytest.raises(PolicySpecError, match="frame size") as info:
         parse_size(text, "frame size")
     assert "WxH" in str(info.value)
+
+
+def test_documented_names_and_help():
+    # the environment variables and choices the README documents
+    from cosmos_upsample_fix.options import API_KEY_ENV, ON_ERROR_CHOICES, POLICY_HELP
+
+    assert (POLICY_ENV, ON_ERROR_ENV, ENDPOINT_ENV, API_KEY_ENV) == (
+        "COSMOS_UPSAMPLER_POLICY",
+        "COSMOS_UPSAMPLE_FIX_ON_ERROR",
+        "COSMOS_UPSAMPLER_ENDPOINT",
+        "COSMOS_UPSAMPLER_API_KEY",
+    )
+    assert ON_ERROR_CHOICES == ("raise", "fallback", "skip")
+    assert POLICY_HELP == "fit, none, max-side:N, max-pixels:N, scale:F or fixed:WxH"
+    with pytest.raises(PolicySpecError) as info:
+        parse_policy("biggest")
+    assert POLICY_HELP in str(info.value) and "'biggest'" in str(info.value)
+
+
+def test_environment_values_are_stripped():
+    env = {ON_ERROR_ENV: "  skip\n", POLICY_ENV: "\tnone ", ENDPOINT_ENV: " http://h:1 "}
+    options = Options.from_env(env)
+    assert (options.on_error, options.policy, options.endpoint) == ("skip", Original(), "http://h:1")
