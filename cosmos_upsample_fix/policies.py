@@ -35,11 +35,9 @@ from .options import Fit, Fixed, Original, Policy, parse_policy
 __all__ = ["Fit", "Fixed", "Original", "Policy", "parse_policy", "plan_sizes"]
 
 
-def _bound(policy: Policy, original: Size) -> Callable[[Size], bool]:
-    """The policy's upper bound as a test on a target size (always true for plain ``fit``)."""
-    if isinstance(policy, Fit):
-        return lambda s: policy.allows(s, original)
-    return lambda s: True
+def _bound(policy: Fit, original: Size) -> Callable[[Size], bool]:
+    """The policy's upper bounds as a test on a target size (always true for plain ``fit``)."""
+    return lambda s: policy.allows(s, original)
 
 
 @dataclass(frozen=True)

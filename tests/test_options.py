@@ -183,3 +183,59 @@ def test_environment_values_are_stripped():
     env = {ON_ERROR_ENV: "  skip\n", POLICY_ENV: "\tnone ", ENDPOINT_ENV: " http://h:1 "}
     options = Options.from_env(env)
     assert (options.on_error, options.policy, options.endpoint) == ("skip", Original(), "http://h:1")
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [(dict(select="last"), ["select", "first, uniform, ends", "'last'"]),
+     (dict(on_error="ignore"), ["on_error", "raise, fallback, skip", "'ignore'"]),
+     (dict(frames=0), ["frames", ">= 1", "0"]),
+     (dict(max_model_len=0), ["max_model_len", ">= 1"]),
+     (dict(reserve_output=-1), ["reserve_output", ">= 0", "-1"]),
+     (dict(max_images=0), ["max_images", ">= 1"]),
+     (dict(max_model_len=300), ["max_model_len (300)", "(300)"]),
+     (dict(endpoint="localhost:8000"), ["endpoint", "http://", "'localhost:8000'"])],
+)
+def test_option_errors_name_the_option_and_the_value(kwargs, words):
+    with pytest.raises(PolicySpecError) as info:
+        Options.build(**kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("fit:3", ["'fit:3'", "takes no argument", "fit, none"]), ("max-side", ["needs an argument", "fit, none"]),
+     ("max-side:6.5", ["'max-side:6.5'", "positive whole number"]), ("max-side:0", ["max-side", "got 0"]),
+     ("max-pixels:0", ["max-pixels", "got 0"]), ("scale:x", ["'scale:x'", "(0, 1]"]),
+     ("scale:2", ["scale:2", "never upscales"]), ("fixed:0x4", ["fixed:", "'0x4'", "WxH"])],
+)
+def test_policy_errors_say_what_is_wrong(text, words):
+    with pytest.raises(PolicySpecError) as info:
+        parse_policy(text)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    with pytest.raises(PolicySpecError, match="got 'fit'"):
+        Options(policy="fit")  # type: ignore[arg-type]
+    with pytest.raises(PolicySpecError, match="'scale:nan'|got nan"):
+        parse_policy("scale:nan")
+    with pytest.raises(PolicySpecError, match="must be a string"):
+        parse_policy(3)  # type: ignore[arg-type]
+
+
+def test_endpoint_is_normalised():
+    assert Options.build(endpoint=" https://h:9/v1// ").endpoint == "https://h:9/v1"
+    assert Options.build(endpoint="http://h/").endpoint == "http://h"
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [(lambda: Fit(max_side=0), ["max-side", "got 0"]), (lambda: Fit(max_pixels=-1), ["max-pixels", "got -1"]),
+     (lambda: Fit(scale=math.nan), ["scale", "got nan"]), (lambda: Fit(scale=2.0), ["scale:2", "never upscales"]),
+     (lambda: Fixed(0, 5), ["fixed:0x5", "positive whole numbers"])],
+)
+def test_policy_type_errors_say_what_is_wrong(make, words):
+    with pytest.raises(PolicySpecError) as info:
+        make()
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))

@@ -202,3 +202,35 @@ def test_other_grids_are_honoured():
     planned = plan_sizes([(3840, 2160)] * 2, TEXT, grid, limits)
     _check_fit([(3840, 2160)] * 2, TEXT, grid, limits, planned)
     assert all(w % 28 == 0 and h % 28 == 0 for w, h in planned)
+
+
+def test_refusal_messages_carry_the_figures():
+    with pytest.raises(BudgetError) as info:
+        plan_sizes([(1280, 704)] * 2, TEXT, GRID, LIMITS, "none")
+    message = str(info.value)
+    for part in ("policy none", "4699 tokens", "2 frame(s) at 1280x704", "max_model_len 4096 − 300 reserved",
+                 "by 903", "use --policy fit"):
+        assert part in message, (part, message)
+    with pytest.raises(BudgetError, match="no frames to send"):
+        plan_sizes([], TEXT, GRID, LIMITS)
+    with pytest.raises(BudgetError, match="allows no size on the 16-pixel patch grid for 1280x704 frames"):
+        plan_sizes([(1280, 704)], TEXT, GRID, LIMITS, "max-side:8")
+    with pytest.raises(BudgetError, match="the prompt text alone takes 3795 tokens.*needs 3799.*budget of 3796"):
+        plan_sizes([(1280, 704)] * 2, 3795, GRID, LIMITS)
+
+
+def test_fixed_and_none_at_exactly_the_budget_are_accepted():
+    # 64x64 is 4 x 5 = 20 tokens; with 3776 text tokens the request is exactly 3796
+    assert plan_sizes([(64, 64)], 3776, GRID, LIMITS, "fixed:64x64") == [(64, 64)]
+    assert plan_sizes([(64, 64)], 3776, GRID, LIMITS, "none") == [(64, 64)]
+    assert plan_sizes([(64, 64)], 3776, GRID, LIMITS) == [(64, 64)]
+    with pytest.raises(BudgetError, match="by 1"):
+        plan_sizes([(64, 64)], 3777, GRID, LIMITS, "none")
+
+
+def test_frames_thinner_than_a_patch_keep_one_cell_on_the_short_side():
+    # a short side under one patch cannot give two cells; the plan must still use the budget tightly
+    limits = Limits(max_model_len=400, reserved_output_tokens=300)  # 100 - 19 text = 81 image tokens
+    # landscape: 1 row of k cells costs k + 1 (k at most 64, the 1024-px cap); portrait: k rows of 1 cell cost 2k
+    for size, expected in [((5000, 8), (1024, 8)), ((8, 5000), (8, 640)), ((3000, 15), (1024, 15))]:
+        assert plan_sizes([size], TEXT, GRID, limits) == [expected]
