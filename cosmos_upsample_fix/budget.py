@@ -82,7 +82,8 @@ class Limits:
         """Raise BudgetError when ``count`` frames are more than the engine takes in one prompt."""
         if count > self.max_images:
             raise BudgetError(
-                f"{count} frames asked but the engine allows {self.max_images} images per prompt; send "
+                f"{count} frames asked but the engine allows {self.max_images} "
+                f"image{'' if self.max_images == 1 else 's'} per prompt; send "
                 f"{self.max_images} or fewer (--frames {self.max_images})"
             )
 

@@ -307,11 +307,25 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _patch(args: argparse.Namespace) -> int:
-    from .patching import run_patch_command
+    """``patch check`` exits 0 applied, 1 applicable, 2 mismatch; ``apply``/``revert`` 0 or 2."""
+    from .errors import PatchError
+    from .patch_tree import PatchState, apply, check, revert
 
-    code, message = run_patch_command(args.action, args.cosmos_dir)
-    print(message, file=sys.stdout if code in (0, 1) else sys.stderr)
-    return code
+    if args.action == "check":
+        status = check(args.cosmos_dir)
+        print(status.message, file=sys.stderr if status.state is PatchState.MISMATCH else sys.stdout)
+        return int(status.state)
+    try:
+        changed = apply(args.cosmos_dir) if args.action == "apply" else revert(args.cosmos_dir)
+    except PatchError as exc:
+        print(f"{args.action} failed: {exc}", file=sys.stderr)
+        return 2
+    if not changed:
+        print(f"nothing to do: {args.cosmos_dir} is {'already patched' if args.action == 'apply' else 'not patched'}")
+        return 0
+    names = ", ".join(str(Path(p).relative_to(args.cosmos_dir)) for p in changed)
+    print(f"{'patched' if args.action == 'apply' else 'reverted'} {len(changed)} files in {args.cosmos_dir}: {names}")
+    return 0
 
 
 class _HeldWarnings(logging.Handler):

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
 
 import av
 import numpy as np

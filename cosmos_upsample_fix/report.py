@@ -22,6 +22,9 @@ def format_report(plan: Plan) -> str:
     o, p = plan.original, plan.planned
     if o.fits:
         verdict = f"fits ({o.budget_use:.1%} of the budget)"
+    elif o.rejected:
+        shown = ", ".join(f"{w}x{h}" for w, h in sorted(set(o.rejected)))
+        verdict = f"REJECTED: the installed mistral_common refuses a {shown} image (its rounded side is 0 pixels)"
     elif o.prompt_tokens > lim.max_model_len:
         verdict = (
             f"does NOT fit: over the budget by {o.over_by}; vLLM raises 'The decoder prompt (length "

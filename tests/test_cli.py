@@ -83,7 +83,8 @@ def test_checkpoint_dir_is_used(capsys, wide, tmp_path):
     from cosmos_upsample_fix.model import UPSAMPLER_SUBDIR, bundled_tokenizer_path
 
     data = json.loads(bundled_tokenizer_path().read_text())
-    data["image"] = {"image_patch_size": 32, "max_image_size": 1024}
+    data.pop("image", None)  # every mistral_common version reads "multimodal" (1.8 onwards also "image")
+    data["multimodal"] = {"image_patch_size": 32, "max_image_size": 1024}
     folder = tmp_path / "ckpt" / UPSAMPLER_SUBDIR
     folder.mkdir(parents=True)
     (folder / "tekken.json").write_text(json.dumps(data))
@@ -132,7 +133,7 @@ def test_console_script_and_module_entry_points(wide, tmp_path):
 
 def test_a_closed_pipe_ends_quietly():
     """``... --json | head -1``: no BrokenPipeError, nothing on stderr, SIGPIPE's status."""
-    sizes = [f"{w}x{h}" for w in range(16, 2000, 3) for h in (9, 99)]  # far more than a pipe buffer holds
+    sizes = [f"{w}x{h}" for w in range(16, 2000, 3) for h in range(9, 400, 40)]  # ~450 kB: far over a pipe buffer
     proc = subprocess.Popen([sys.executable, "-m", "cosmos_upsample_fix", "table", *sizes],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdout.readline().startswith(b"| frames")

@@ -35,7 +35,7 @@ from cosmos_upsample_fix.budget import Limits
 from cosmos_upsample_fix.errors import BudgetError
 from cosmos_upsample_fix.model import load_model
 from cosmos_upsample_fix.options import Options
-from cosmos_upsample_fix.patching import parse_patch
+from cosmos_upsample_fix.patch_engine import parse_patch
 from cosmos_upsample_fix.planner import plan_frames
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""Tests of cosmos_upsample_fix.patch_tree (and the command helper in patching): tree states, variants,
+"""Tests of cosmos_upsample_fix.patch_tree (and the ``patch`` command of the CLI): tree states, variants,
 fuzz on drifted trees, atomic writes, the shipped patches, and every upstream revision when its history is here."""
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from cosmos_upsample_fix.patch_tree import (
     shipped_patch,
     shipped_patches,
 )
-from cosmos_upsample_fix.patching import run_patch_command
 
 try:
     from tests import upstream_tree
@@ -51,6 +50,17 @@ PIPELINE = "cosmos_transfer1/diffusion/inference/world_generation_pipeline.py"
 STANDALONE = "cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py"
 GIT = shutil.which("git")
 INSTALL_CALL = "install(policy=args.upsampler_policy, endpoint=args.upsampler_endpoint)"
+
+
+def run_patch_command(action: str, cosmos_dir: str) -> tuple[int, str]:
+    """``cosmos-upsample-fix patch ACTION DIR`` in-process: (exit status, what it printed)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(["patch", action, cosmos_dir])
+        except SystemExit as exc:  # argparse refuses an unknown action
+            code = int(exc.code or 0)
+    return code, (out.getvalue() + err.getvalue()).strip()
 
 
 # --------------------------------------------------------------------------- helpers
