@@ -22,7 +22,10 @@ setup(
         "packaging>=21",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", "opencv-python-headless>=4.8", "ruff>=0.5", "mypy>=1.10"],
+        "test": [
+            "pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", "opencv-python-headless>=4.8",
+            "ruff>=0.5", "mypy>=1.10",
+        ],
         # mistral_common needs OpenCV to tokenize images (the demo's and tests' exact cross-check)
         "demo": ["opencv-python-headless>=4.8"],
         "bench": ["opencv-python-headless>=4.8"],

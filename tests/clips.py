@@ -21,6 +21,11 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+"""The ``shared/`` folder beside the repository (real upstream clips and reference files);
+tests that use it skip where it is absent."""
+SHARED_VIDEOS = SHARED / "videos"
+
 MARKER_DIGITS = 4
 """Number of marker blocks, so up to ``total_levels ** 4`` distinct indices."""
 

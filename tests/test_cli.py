@@ -9,13 +9,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from clips import SHARED_VIDEOS as SHARED
 from clips import make_clip, make_image
 from test_planner import _sent_tokens
 
 from cosmos_upsample_fix.cli import main
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "videos"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from clips import make_clip, make_image
+from clips import (
+    SHARED_VIDEOS,  # noqa: E402
+    make_clip,
+    make_image,
+)
 from openai_server import MODEL_ID, StandInServer, vllm_request_model
 
 from cosmos_upsample_fix.budget import Limits, model_pixels
@@ -35,7 +39,6 @@ from cosmos_upsample_fix.errors import BudgetError, UpsampleFixError
 from cosmos_upsample_fix.model import EMPTY_PROMPT
 from cosmos_upsample_fix.options import API_KEY_ENV, Options, Original
 
-SHARED_VIDEOS = Path("/work/shared/videos")
 SHARED_CLIPS = sorted(SHARED_VIDEOS.glob("*.mp4")) if SHARED_VIDEOS.is_dir() else []
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 FAST = {"connect_timeout": 1.0, "read_timeout": 10.0, "attempts": 3, "backoff": 0.01, "deadline": 5.0}

@@ -14,14 +14,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 try:  # tests/ is on sys.path in pytest's default (prepend) import mode
-    from clips import frame_marker, make_audio, make_clip, make_image, remux
+    from clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_image, remux
 except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the repo root
-    from tests.clips import frame_marker, make_audio, make_clip, make_image, remux
+    from tests.clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_image, remux
+
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
 from cosmos_upsample_fix.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
-
-SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
-
 
 # --------------------------------------------------------------------------- fixtures
 

@@ -29,7 +29,8 @@ from cosmos_upsample_fix.planner import plan_frames
 
 cv2 = pytest.importorskip("cv2")
 
-SHARED = Path("/work/shared/videos")
+from clips import SHARED_VIDEOS as SHARED  # noqa: E402
+
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 
 

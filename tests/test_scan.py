@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from clips import SHARED_VIDEOS as SHARED
 from clips import make_clip, make_image
 from PIL import Image
 
@@ -14,7 +15,7 @@ from cosmos_upsample_fix.cli import main
 from cosmos_upsample_fix.cosmos_inputs import GENERATED_FRAMES
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "videos"
+
 EXTRA = {"input", "source", "prompt", "control", "generated", "note", "pixels_kept", "preview", "upsampler"}
 
 

@@ -24,6 +24,7 @@ import vllm  # noqa: E402
 if "standin" in getattr(vllm, "__version__", "standin"):
     pytest.skip("the test stand-in, not vLLM", allow_module_level=True)
 
+from clips import SHARED_VIDEOS as SHARED  # noqa: E402
 from vllm_support import build_engine, model_folder, upstream_frames, upstream_message  # noqa: E402
 
 from cosmos_upsample_fix import runtime  # noqa: E402
@@ -32,7 +33,6 @@ from cosmos_upsample_fix.endpoint import upsampler_message  # noqa: E402
 from cosmos_upsample_fix.options import Options  # noqa: E402
 from cosmos_upsample_fix.planner import plan_frames  # noqa: E402
 
-SHARED = Path("/work/shared/videos")
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 LONG_PROMPT = " ".join(["A robot arm places a red cup on a wooden table beside a window."] * 40)
 REFUSAL = re.compile(r"^The decoder prompt \(length (\d+)\) is longer than the maximum model length of (\d+)\.")

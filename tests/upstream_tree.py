@@ -17,7 +17,7 @@ Usage::
     root = make_preimage_tree(tmp_path / "other", my_patch_text)
 
 Upstream's own history, when a git repository of it is on this machine (never committed
-here): :func:`upstream_git_dir` finds it (``COSMOS_TRANSFER1_GIT``, else the local mirror),
+here): :func:`upstream_git_dir` finds it (``COSMOS_TRANSFER1_GIT``),
 :func:`upstream_revisions` lists the commits since 2025-03-26 that touched the patched files,
 and :func:`write_revision` writes those files of one commit under a folder.
 """
@@ -33,7 +33,6 @@ from cosmos_upsample_fix.patch_engine import Hunk, parse_patch
 from cosmos_upsample_fix.patch_tree import shipped_patch
 
 UPSTREAM_GIT_ENV = "COSMOS_TRANSFER1_GIT"
-MIRROR = Path("/work/.mirror/nvidia-cosmos+cosmos-transfer1/repo")
 HISTORY_SINCE = "2025-03-26"
 
 TAIL_FILLER = 3  # filler lines after the last hunk when it does not end the file
@@ -98,10 +97,13 @@ class Revision:
 
 
 def upstream_git_dir() -> Path | None:
-    """Upstream's git directory (``$COSMOS_TRANSFER1_GIT``, else the local mirror), or None if absent."""
+    """Upstream's git directory (``$COSMOS_TRANSFER1_GIT``), or None if absent."""
     if shutil.which("git") is None:
         return None
-    path = Path(os.environ.get(UPSTREAM_GIT_ENV) or MIRROR)
+    value = os.environ.get(UPSTREAM_GIT_ENV)
+    if not value:
+        return None
+    path = Path(value)
     if (path / ".git").is_dir():
         path = path / ".git"
     return path if (path / "objects").is_dir() else None

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-PIXTRAL_PARAMS = Path("/work/shared/reference/pixtral-12b-params.json")
+PIXTRAL_PARAMS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pixtral-12b-params.json"
 EMPTY_PROMPT = "describe the following images"  # upstream's text for an empty prompt
 
 
