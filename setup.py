@@ -1,5 +1,5 @@
 """Packaging for cosmos-upsample-fix."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="cosmos-upsample-fix",
@@ -11,7 +11,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["cosmos_upsample_fix", "cosmos_upsample_fix.patches"],
+    # every subpackage (frames/ …), plus the top-level patches/ folder shipped as package data
+    packages=[*find_packages(include=["cosmos_upsample_fix", "cosmos_upsample_fix.*"]), "cosmos_upsample_fix.patches"],
     package_dir={"cosmos_upsample_fix.patches": "patches"},
     package_data={"cosmos_upsample_fix.patches": ["*.patch"]},
     install_requires=[
