@@ -282,27 +282,12 @@ def _demo_in(args: argparse.Namespace, out: Path) -> int:
 def _table(args: argparse.Namespace) -> int:
     from .model import load_model
     from .options import parse_size
-    from .policies import plan_sizes
+    from .report import token_table
 
     options = _options(args)
-    model, limits, policy = load_model(options.checkpoint_dir), options.limits(), options.policy
     sizes = [parse_size(text) for text in args.sizes or TABLE_SIZES]
-    n, text_tokens = args.frames or UPSTREAM_FRAMES, model.text_tokens(args.prompt)
-    rows = [
-        f"| frames ({n} each) | tokens per frame | upstream request | fits {limits.prompt_budget}? "
-        f"| {policy.spec} plan | planned request |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for size in sizes:
-        original = model.count([size] * n, args.prompt, limits)
-        target = plan_sizes([size] * n, text_tokens, model.grid, limits, policy)
-        planned = model.count(target, args.prompt, limits)
-        verdict = "yes" if original.fits else f"no (+{original.over_by})"
-        rows.append(
-            f"| {size[0]}x{size[1]} | {original.tokens_per_frame[0]} | {original.prompt_tokens} | {verdict} "
-            f"| {target[0][0]}x{target[0][1]} | {planned.prompt_tokens} ({planned.budget_use:.1%}) |"
-        )
-    print("\n".join(rows))
+    model = load_model(options.checkpoint_dir)
+    print(token_table(model, options.limits(), options.policy, sizes, args.frames or UPSTREAM_FRAMES, args.prompt))
     return 0
 
 

@@ -1,9 +1,14 @@
 """The command line's text: a plan's report, and the token-cost table."""
 from __future__ import annotations
 
-from .budget import RequestCount
+from collections.abc import Sequence
+
+from .budget import Limits, RequestCount, Size
 from .frames.selection import frames_phrase
+from .model import UpsamplerModel
+from .options import Policy
 from .planner import Plan
+from .policies import plan_sizes
 
 
 def describe(count: RequestCount) -> str:
@@ -42,3 +47,25 @@ def format_report(plan: Plan) -> str:
         + (f"fits ({p.budget_use:.1%} of the budget)" if p.fits else "does NOT fit"),
     ]
     return "\n".join(lines)
+
+
+def token_table(
+    model: UpsamplerModel, limits: Limits, policy: Policy, sizes: Sequence[Size], frames: int, prompt: str | None
+) -> str:
+    """The Markdown table of ``table``: each size's upstream request and the policy's plan."""
+    text_tokens = model.text_tokens(prompt)
+    rows = [
+        f"| frames ({frames} each) | tokens per frame | upstream request | fits {limits.prompt_budget}? "
+        f"| {policy.spec} plan | planned request |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for size in sizes:
+        original = model.count([size] * frames, prompt, limits)
+        target = plan_sizes([size] * frames, text_tokens, model.grid, limits, policy)
+        planned = model.count(target, prompt, limits)
+        verdict = "yes" if original.fits else f"no (+{original.over_by})"
+        rows.append(
+            f"| {size[0]}x{size[1]} | {original.tokens_per_frame[0]} | {original.prompt_tokens} | {verdict} "
+            f"| {target[0][0]}x{target[0][1]} | {planned.prompt_tokens} ({planned.budget_use:.1%}) |"
+        )
+    return "\n".join(rows)
