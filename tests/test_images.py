@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -95,3 +96,14 @@ def test_mild_shrink_keeps_detail_and_does_not_point_sample(size):
     steps = np.diff(out[0, 8:-8, 0])
     assert steps.min() >= 0 and steps.max() <= 2
 
+
+
+@pytest.mark.parametrize(("source", "target"), [((1280, 800), (864, 544)), ((1921, 1079), (913, 511)),
+                                                 ((640, 480), (160, 120)), ((301, 203), (611, 97))])
+def test_swscale_path_gives_the_packed_rgb_lanczos_pixels(source: tuple[int, int], target: tuple[int, int]) -> None:
+    # the planar (gbrp) output is a speed choice only: same pixels as scaling rgb24 -> rgb24
+    image = np.random.default_rng(7).integers(0, 256, (source[1], source[0], 3), dtype=np.uint8)
+    assert images.filter_for(source, target) == images.SWSCALE_LANCZOS
+    packed = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+        width=target[0], height=target[1], interpolation="LANCZOS").to_ndarray()
+    np.testing.assert_array_equal(images.resize(image, target), packed)
