@@ -72,8 +72,9 @@ def resize(image: np.ndarray, size: Size) -> np.ndarray:
     return np.ascontiguousarray(scaled.to_ndarray(format="rgb24"))
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def _chunk(kind: bytes, data: bytes) -> list[bytes]:
+    """A PNG chunk as pieces (length, type, data, CRC), so the data is never copied to join them."""
+    return [struct.pack(">I", len(data)), kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))]
 
 
 def encode_png(image: np.ndarray, level: int = 0) -> bytes:
@@ -100,9 +101,9 @@ def encode_png(image: np.ndarray, level: int = 0) -> bytes:
         raw[0, 1:] = rows[0]
         np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
     packer = zlib.compressobj(level)
-    data = packer.compress(raw.data) + packer.flush()
+    data = b"".join([packer.compress(raw.data), packer.flush()])
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour, no interlace
-    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+    return b"".join([PNG_SIGNATURE, *_chunk(b"IHDR", header), *_chunk(b"IDAT", data), *_chunk(b"IEND", b"")])
 
 
 def write_png(image: np.ndarray, path: str | os.PathLike[str], level: int = 0) -> Path:
