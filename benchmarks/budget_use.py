@@ -10,8 +10,9 @@ from PIL import Image
 from cosmos_upsample_fix.budget import Size
 from cosmos_upsample_fix.frames import read_frames
 from cosmos_upsample_fix.planner import PlannedFrames, plan_frames
+from cosmos_upsample_fix.preview import hint_size
 
-from .clips import Clip, hint_size
+from .clips import Clip
 from .config import FIT, PROMPT, STILL, Context
 
 

@@ -87,23 +87,6 @@ def probe_clip(path: Path, group: str, aspect: str = "") -> Clip:
     return Clip(path.name, path, width, height, frames, group, aspect or aspect_label(width, height))
 
 
-def hint_size(width: int, height: int) -> tuple[int, int]:
-    """Size of the manual-workaround hint clip.
-
-    320x180 for 16:9-ish frames (within 3 %, so 1280x704 too), 180x320 for 9:16; any other
-    aspect keeps its ratio with a 320 px long side, the short side rounded to an even number
-    (H.264 4:2:0 needs even sides): 4:3 -> 320x240, 16:10 -> 320x200, 1:1 -> 320x320,
-    21:9 -> 320x136 / 320x134.
-    """
-    ratio = width / height
-    if abs(ratio / (16 / 9) - 1) <= 0.03:
-        return 320, 180
-    if abs(ratio / (9 / 16) - 1) <= 0.03:
-        return 180, 320
-    if width >= height:
-        return 320, max(2, 2 * round(160 * height / width))
-    return max(2, 2 * round(160 * width / height)), 320
-
 
 def generated_clip(folder: Path, width: int, height: int, frames: int, aspect: str = "") -> Clip:
     """A synthetic H.264 clip (see :mod:`synth`) in ``folder``."""

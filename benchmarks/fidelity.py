@@ -15,10 +15,11 @@ from cosmos_upsample_fix.budget import Size, model_pixels
 from cosmos_upsample_fix.frames import read_frames
 from cosmos_upsample_fix.hint import write_video
 from cosmos_upsample_fix.images import resize
+from cosmos_upsample_fix.preview import hint_size
 
 from . import metrics
 from .budget_use import BudgetResult
-from .clips import Clip, hint_size
+from .clips import Clip
 from .config import Context
 
 
