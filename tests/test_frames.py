@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the 
 
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
 from cosmos_upsample_fix.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
+from cosmos_upsample_fix.frames.container import open_av
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -174,6 +175,20 @@ def test_selection_gets_the_right_frames(clip: Path, select: str, count: int) ->
     assert [f.index for f in frames] == expected
     assert markers(frames) == expected
     check_frames(frames, info.width, info.height)
+
+
+def _decoded(container: av.container.InputContainer) -> list[tuple[int | None, str]]:
+    stream = container.streams.video[0]
+    return [(f.pts, hashlib.sha1(f.to_ndarray(format="rgb24").tobytes()).hexdigest()) for f in container.decode(stream)]
+
+
+@pytest.mark.parametrize("clip", list(CLIPS), indirect=True)
+def test_open_without_probe_decoding_decodes_the_same(clip: Path) -> None:
+    """open_av tells FFmpeg's probing to decode no picture: every frame, pts and count stay the same."""
+    with av.open(str(clip)) as plain, open_av(str(clip)) as quick:
+        assert _decoded(quick) == _decoded(plain)
+        assert quick.streams.video[0].frames == plain.streams.video[0].frames
+        assert quick.streams.video[0].codec_context.width == plain.streams.video[0].codec_context.width
 
 
 @pytest.mark.parametrize("clip", list(CLIPS), indirect=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,13 +13,16 @@ from cosmos_upsample_fix import images
 from cosmos_upsample_fix.images import encode_png, resize, write_png
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 4000, 3), (512, 928, 3), (37, 23, 3)])
+# (771, 28, 3) and (1542, 28, 3): the stored rows fill exactly one and two 65535-byte deflate blocks
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 4000, 3), (512, 928, 3), (37, 23, 3), (771, 28, 3), (1542, 28, 3)])
 def test_png_round_trips_exactly(shape):
     image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    decoded = Image.open(io.BytesIO(encode_png(image)))
+    data = encode_png(image)
+    decoded = Image.open(io.BytesIO(data))
     decoded.load()
     assert decoded.mode == "RGB" and decoded.size == (shape[1], shape[0])
     assert np.array_equal(np.asarray(decoded), image)
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1], image)
 
 
 def test_png_rejects_other_arrays():
