@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the 
 
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
 from cosmos_upsample_fix.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
-from cosmos_upsample_fix.frames.container import open_av
+from cosmos_upsample_fix.frames.container import count_slices, demux, open_av, video_stream
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -226,6 +226,29 @@ def test_ends_seeks_instead_of_decoding_everything(long_clip: Path, caplog: pyte
     decoded, total, seeks = record.args
     assert total == 600 and seeks == 2
     assert decoded <= 120, f"decoded {decoded} frames to get 2"
+
+
+def test_seeking_skips_pictures_nothing_refers_to(long_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """From the last keyframe (550) to frame 599, the B-frames no picture refers to are not decoded."""
+    caplog.set_level(logging.DEBUG, logger="cosmos_upsample_fix.frames")
+    read_frames(long_clip, count=2, select="ends")
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("seek read:")]
+    assert record.args[0] <= 35, f"decoded {record.args[0]} frames; 51 without skipping"
+
+
+@pytest.mark.parametrize(
+    "clip", ["h264_bframes_longgop", "hevc", "mpeg4_bframes", "h264_opengop_ts", "h264_opengop_mkv", "vp9_webm"],
+    indirect=True,
+)
+def test_seeking_gives_the_decoders_exact_pixels(clip: Path) -> None:
+    """Frames fetched by seeking (and skipping unreferenced pictures) equal a plain decode, pixel for pixel."""
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        plain = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    for count in (2, 5, len(plain)):
+        _, frames = read_frames(clip, count=count, select="uniform")
+        for frame in frames:
+            assert np.array_equal(frame.image, plain[frame.index]), f"frame {frame.index} of {count}"
 
 
 @pytest.mark.parametrize("clip", ["h264_bframes_longgop", "h264_opengop_ts", "mpeg4_bframes"], indirect=True)
@@ -658,3 +681,39 @@ def test_frame_count_is_the_same_whatever_the_selection(clipdir: Path) -> None:
             make_clip(path, **kwargs)
         counts = {read_frames(path, 2, select)[0].frame_count for select in SELECTIONS}
         assert counts == {probe(path).frame_count} == {kwargs["frames"]}, name
+
+
+def _sliced_clip(path: Path, encoder: str, slices: int) -> Path:
+    """Three 128x96 pictures, each coded as ``slices`` slices (raw Annex B for .h264/.hevc)."""
+    muxer = {".h264": "h264", ".hevc": "hevc"}.get(path.suffix)
+    with av.open(str(path), "w", format=muxer) as container:
+        stream = container.add_stream(encoder, rate=24)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.thread_type = "FRAME"  # PyAV's default (slice threads) would make x264 cut slices itself
+        params = f"slices={slices}" + (":log-level=error" if encoder == "libx265" else "")
+        stream.options = {f"{encoder[3:]}-params": params}
+        for i in range(3):
+            picture = av.VideoFrame.from_ndarray(np.full((96, 128, 3), 40 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name, encoder, slices", [
+    ("one.mp4", "libx264", 1), ("four.mp4", "libx264", 4), ("two.mkv", "libx264", 2), ("three.h264", "libx264", 3),
+    ("one_hevc.mp4", "libx265", 1), ("two_hevc.mkv", "libx265", 2), ("two.hevc", "libx265", 2),
+])
+def test_demux_counts_the_slices_of_a_picture(clipdir: Path, name: str, encoder: str, slices: int) -> None:
+    """Slices per picture decide the decoder's threads for long seeks (MP4/MKV and Annex B packets)."""
+    path = _sliced_clip(clipdir / f"sliced_{name}", encoder, slices)
+    with open_av(str(path)) as container:
+        assert demux(container, video_stream(container, str(path))).slices == slices
+
+
+def test_count_slices_is_one_when_unsure() -> None:
+    assert count_slices(b"\x00\x00\x00\x05\x65\x88\x84\x00\x10", "vp9") == 1
+    assert count_slices(b"\x00\x00\x00\x09\x65\x88", "h264") == 1  # a length running past the end
+    assert count_slices(b"\x00\x00\x00\x02\x65\x88\x00\x00\x00\x02\x41\x9a", "h264") == 2
+    assert count_slices(b"\x00\x00\x00\x01\x65\x88\x00\x00\x01\x41\x9a", "h264") == 2

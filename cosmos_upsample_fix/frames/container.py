@@ -86,7 +86,11 @@ def video_stream(container: Container, path: str, threads: str = "SLICE") -> Str
 
 
 def use_frame_threads(stream: Stream) -> None:
-    """Decode ``stream`` with frame threads too (before its first decode): for long stretches."""
+    """Decode ``stream`` with frame threads too (before its first decode): for long stretches.
+
+    Not for pictures cut into several slices: slice threads already use every core there,
+    and frame threads measured slower (1563 vs 1057 ms for a 600-frame 2-slice 720p clip).
+    """
     try:
         stream.thread_type = "AUTO"
     except AV_ERRORS as exc:  # the decoder is already open
@@ -124,15 +128,44 @@ class Packets:
     dts: list[int | None] = field(default_factory=list)
     key: list[bool] = field(default_factory=list)
     truncated: str | None = None  # demuxer error text when reading stopped early
+    slices: int = 1  # slices in the first keyframe's picture (H.264/HEVC; 1 where not known)
+
+
+_VCL_NAL = {"h264": (1, 5, lambda byte: byte & 0x1F), "hevc": (0, 31, lambda byte: (byte >> 1) & 0x3F)}
+"""Per codec: the NAL unit types that carry a coded slice, and how to read a NAL type."""
+
+
+def count_slices(data: bytes, codec: str) -> int:
+    """How many coded slices an H.264/HEVC packet holds (1 for other codecs or when unsure).
+
+    Reads the NAL unit headers of MP4/MKV's 4-byte length-prefixed packets, or of Annex B
+    packets (start codes, as in MPEG-TS and raw streams).
+    """
+    if codec not in _VCL_NAL or len(data) < 5:
+        return 1
+    low, high, nal_type = _VCL_NAL[codec]
+    if data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+        starts = [i + 3 for i in range(len(data) - 3) if data[i:i + 3] == b"\x00\x00\x01"]
+    else:
+        starts, at = [], 0
+        while at + 4 < len(data):
+            starts.append(at + 4)
+            at += 4 + int.from_bytes(data[at:at + 4], "big")
+        if at != len(data):  # not length-prefixed after all
+            return 1
+    return max(1, sum(1 for i in starts if i < len(data) and low <= nal_type(data[i]) <= high))
 
 
 def demux(container: Container, stream: Stream) -> Packets:
     """Read every packet of ``stream`` without decoding and record pts/dts/keyframe."""
     packets = Packets()
+    codec = stream.codec_context.name
     for packet in read_packets(container, stream, packets):
         packets.pts.append(packet.pts)
         packets.dts.append(packet.dts)
         packets.key.append(bool(packet.is_keyframe))
+        if packet.is_keyframe and sum(packets.key) == 1:
+            packets.slices = count_slices(bytes(packet), codec)
     return packets
 
 
@@ -171,7 +204,24 @@ class Decoder:
         self.container, self.stream = container, stream
         self.errors: list[str] = [] if errors is None else errors
         self.packets = 0
+        self.target: int | None = None  # see skip_to
+        self._skipping = False
         self._demuxed = self._demux()
+
+    def skip_to(self, target: int | None) -> None:
+        """Skip decoding pictures no other picture refers to, except the one whose pts is ``target``.
+
+        The frames wanted come out exactly as before (nothing that is skipped is ever used to
+        predict another picture), in about half the time on B-frame clips: a seek to the
+        last frame decodes from its keyframe on. ``None`` decodes every picture again.
+        """
+        self.target = target
+
+    def _skip_for(self, packet: av.Packet) -> None:
+        skip = self.target is not None and packet.pts != self.target
+        if skip != self._skipping:
+            self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self._skipping = skip
 
     def _demux(self) -> Iterator[av.Packet | None]:
         try:
@@ -196,6 +246,8 @@ class Decoder:
 
     def __iter__(self) -> Iterator[av.VideoFrame]:
         for packet in self._demuxed:
+            if packet is not None and packet.size:
+                self._skip_for(packet)
             try:
                 frames = self.stream.decode(packet)
             except AV_ERRORS as exc:

@@ -165,6 +165,7 @@ def read_seeking(
         raise SeekFailed("no keyframes flagged")
     start_ts = min(t for t in (packets.pts[0], packets.dts[0]) if t is not None)
     frames: list[Frame] = []
+    source: Decoder | None = None
     decoder: Iterator[av.VideoFrame] | None = None
     current_key = -1  # decode position of the keyframe the decoder last started from
     errors: list[str] = []
@@ -179,7 +180,8 @@ def read_seeking(
             at -= 1
         k = max(key_positions[at], 0) if at >= 0 else 0
         vf = None
-        if decoder is not None and k <= current_key:
+        if source is not None and decoder is not None and k <= current_key:
+            source.skip_to(target)
             vf = _advance(decoder, target, decoded)  # same GOP as the last frame: keep decoding
         else:
             tried: list[int] = []
@@ -190,7 +192,9 @@ def read_seeking(
                 if not _seek(container, stream, seek_ts):
                     continue
                 seeks += 1
-                decoder, current_key = iter(Decoder(container, stream, errors)), k
+                source = Decoder(container, stream, errors)
+                source.skip_to(target)
+                decoder, current_key = iter(source), k
                 vf = _advance(decoder, target, decoded)
                 if vf is not None:
                     break
@@ -229,7 +233,7 @@ def _spread(container: Container, stream: Stream, path: str, count: int, select:
     indices = select_indices(total, min(count, total), select)
     frames: list[Frame] = []
     if have_pts:
-        if decode_stretch(packets, indices) >= FRAME_THREADS_FROM:
+        if decode_stretch(packets, indices) >= FRAME_THREADS_FROM and packets.slices == 1:
             use_frame_threads(stream)
         try:
             frames = read_seeking(container, stream, packets, indices, path)
