@@ -60,6 +60,22 @@ def filter_for(source: Size, target: Size) -> str:
 
 
 _kept = threading.local()
+_left_behind: list[threading.local] = []
+
+
+def _forget_kept_contexts() -> None:
+    """In a forked child: start with no kept context, and never free the inherited ones.
+
+    A kept context's slice threads do not exist in the child: scaling with it, or freeing
+    it (which joins them), would wait forever.
+    """
+    global _kept
+    _left_behind.append(_kept)
+    _kept = threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_kept_contexts)
 
 
 def kept_reformatter(purpose: str) -> VideoReformatter:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
 
 import av
 import cv2
@@ -111,3 +112,24 @@ def test_swscale_path_gives_the_packed_rgb_lanczos_pixels(source: tuple[int, int
     packed = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
         width=target[0], height=target[1], interpolation="LANCZOS").to_ndarray()
     np.testing.assert_array_equal(images.resize(image, target), packed)
+
+
+def _resize_in_child(queue) -> None:
+    image = np.random.default_rng(1).integers(0, 256, (800, 1280, 3), dtype=np.uint8)
+    queue.put(resize(image, (864, 544)).shape)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+def test_a_forked_child_resizes_without_the_parents_kept_context():
+    """The parent's kept swscale context has slice threads a forked child lacks (scan's workers fork)."""
+    image = np.random.default_rng(0).integers(0, 256, (800, 1280, 3), dtype=np.uint8)
+    resize(image, (864, 544))  # the parent now keeps a context
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_resize_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in swscale")
+    assert child.exitcode == 0 and queue.get(timeout=5) == (544, 864, 3)
