@@ -121,10 +121,12 @@ class PlannedFrames:
     plan: Plan
     images: list[np.ndarray] = field(repr=False)
 
-    def write(self, out_dir: str | os.PathLike, stem: str = "frame") -> list[Path]:
+    def write(self, out_dir: str | os.PathLike, stem: str = "frame", level: int = 0) -> list[Path]:
         """Write the frames as ``<stem>_1.png``, ``<stem>_2.png``… in send order; never overwrites.
 
-        All or nothing: when one file cannot be written, the ones this call wrote are removed.
+        ``level`` is the PNG compression (:func:`~cosmos_upsample_fix.images.encode_png`: 0
+        stores, the fastest; 1-9 compress, for requests that cross a network). All or
+        nothing: when one file cannot be written, the ones this call wrote are removed.
         """
         out = Path(out_dir)
         paths: list[Path] = []
@@ -132,7 +134,7 @@ class PlannedFrames:
             for i, image in enumerate(self.images, start=1):
                 path = out / f"{stem}_{i}.png"
                 try:
-                    paths.append(write_png(image, path))
+                    paths.append(write_png(image, path, level))
                 except FileExistsError:
                     raise InputError(
                         f"{path} already exists; not overwriting it (choose an empty --out-dir)"

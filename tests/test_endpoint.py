@@ -6,12 +6,14 @@ and backoff are made small through parameters, never waited out.
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import socket
 import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clips import (
     SHARED_VIDEOS,  # noqa: E402
@@ -19,7 +21,9 @@ from clips import (
     make_image,
 )
 from openai_server import MODEL_ID, StandInServer, vllm_request_model
+from PIL import Image
 
+from cosmos_upsample_fix import endpoint, images
 from cosmos_upsample_fix.budget import Limits, model_pixels
 from cosmos_upsample_fix.endpoint import (
     EndpointClient,
@@ -510,3 +514,32 @@ def test_vllms_protocol_model_refuses_a_body_it_does_not_accept(fresh):
     body = {"model": MODEL_ID, "messages": [{"role": "user", "content": "hi"}], "temperature": "warm"}
     with pytest.raises(EndpointError, match=r"HTTP 400\): .*temperature"):
         transport.request("POST", "/chat/completions", body)
+
+
+@pytest.mark.parametrize("url, level", [
+    ("http://localhost:8000/v1", 0), ("http://127.0.0.1:8000", 0), ("http://127.8.9.1", 0), ("http://[::1]:8000/v1", 0),
+    ("http://api.localhost", 0), ("https://upsampler.example.com/v1", 1), ("http://10.0.0.5:8000", 1),
+    ("http://[2001:db8::1]:8000", 1),
+])
+def test_png_level_is_stored_on_loopback_and_compressed_across_a_network(url, level):
+    assert endpoint.png_level_for(url) == level
+
+
+def _sent_images(body) -> list[bytes]:
+    content = body["messages"][0]["content"]
+    urls = [item["image_url"]["url"] for item in content if item["type"] == "image_url"]
+    return [base64.b64decode(url.split(",", 1)[1]) for url in urls]
+
+
+def test_a_remote_server_gets_compressed_frames_with_the_same_pixels(server, clip_720, monkeypatch):
+    _, planned = upsample_remote(clip_720, PROMPT, Options(endpoint=server.url))
+    stored = _sent_images(server.chats()[-1].body)
+    monkeypatch.setattr(endpoint, "png_level_for", lambda url: endpoint.NETWORK_PNG_LEVEL)
+    _, again = upsample_remote(clip_720, PROMPT, Options(endpoint=server.url))
+    seen = server.chats()[-1]
+    check_upstream_request(seen, again, PROMPT)
+    compressed = _sent_images(seen.body)
+    assert [len(c) < len(s) / 1.5 for c, s in zip(compressed, stored)] == [True, True]
+    for data, image in zip(compressed, planned.images):
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), image)
+    assert stored == [images.encode_png(image) for image in planned.images]  # loopback: stored PNGs
