@@ -145,7 +145,10 @@ def count_slices(data: bytes, codec: str) -> int:
         return 1
     low, high, nal_type = _VCL_NAL[codec]
     if data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
-        starts = [i + 3 for i in range(len(data) - 3) if data[i:i + 3] == b"\x00\x00\x01"]
+        starts, at = [], data.find(b"\x00\x00\x01")
+        while at >= 0:
+            starts.append(at + 3)
+            at = data.find(b"\x00\x00\x01", at + 3)
     else:
         starts, at = [], 0
         while at + 4 < len(data):
@@ -159,13 +162,13 @@ def count_slices(data: bytes, codec: str) -> int:
 def demux(container: Container, stream: Stream) -> Packets:
     """Read every packet of ``stream`` without decoding and record pts/dts/keyframe."""
     packets = Packets()
-    codec = stream.codec_context.name
+    codec, counted = stream.codec_context.name, False
     for packet in read_packets(container, stream, packets):
         packets.pts.append(packet.pts)
         packets.dts.append(packet.dts)
         packets.key.append(bool(packet.is_keyframe))
-        if packet.is_keyframe and sum(packets.key) == 1:
-            packets.slices = count_slices(bytes(packet), codec)
+        if packet.is_keyframe and not counted:
+            packets.slices, counted = count_slices(bytes(packet), codec), True
     return packets
 
 
