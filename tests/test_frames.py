@@ -712,7 +712,8 @@ def test_demux_counts_the_slices_of_a_picture(clipdir: Path, name: str, encoder:
         assert demux(container, video_stream(container, str(path))).slices == slices
 
 
-def test_count_slices_is_one_when_unsure() -> None:
+def test_count_slices_on_hand_made_packets() -> None:
+    """VCL NAL units are counted in length-prefixed and Annex B packets; 1 for other codecs or bad lengths."""
     assert count_slices(b"\x00\x00\x00\x05\x65\x88\x84\x00\x10", "vp9") == 1
     assert count_slices(b"\x00\x00\x00\x09\x65\x88", "h264") == 1  # a length running past the end
     assert count_slices(b"\x00\x00\x00\x02\x65\x88\x00\x00\x00\x02\x41\x9a", "h264") == 2

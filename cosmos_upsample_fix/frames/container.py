@@ -207,7 +207,7 @@ class Decoder:
         self.container, self.stream = container, stream
         self.errors: list[str] = [] if errors is None else errors
         self.packets = 0
-        self.target: int | None = None  # see skip_to
+        self._target: int | None = None  # see skip_to
         self._skipping = False
         self._demuxed = self._demux()
 
@@ -218,10 +218,10 @@ class Decoder:
         predict another picture), in about half the time on B-frame clips: a seek to the
         last frame decodes from its keyframe on. ``None`` decodes every picture again.
         """
-        self.target = target
+        self._target = target
 
     def _skip_for(self, packet: av.Packet) -> None:
-        skip = self.target is not None and packet.pts != self.target
+        skip = self._target is not None and packet.pts != self._target
         if skip != self._skipping:
             self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
             self._skipping = skip
