@@ -59,19 +59,22 @@ def filter_for(source: Size, target: Size) -> str:
     return SWSCALE_LANCZOS
 
 
-_kept = threading.local()
-_left_behind: list[threading.local] = []
+_kept: dict[threading.Thread, dict[str, VideoReformatter]] = {}
+"""Each thread's kept swscale contexts. Held here, not in ``threading.local``: at a fork,
+CPython frees the other threads' local storage in the child, and freeing a context there
+joins slice threads the child does not have (a hang or a crash)."""
+_left_behind: list[dict[threading.Thread, dict[str, VideoReformatter]]] = []
 
 
 def _forget_kept_contexts() -> None:
     """In a forked child: start with no kept context, and never free the inherited ones.
 
-    A kept context's slice threads do not exist in the child: scaling with it, or freeing
-    it (which joins them), would wait forever.
+    An inherited context's slice threads do not exist in the child: scaling with it, or
+    freeing it (which joins them), would wait forever.
     """
     global _kept
     _left_behind.append(_kept)
-    _kept = threading.local()
+    _kept = {}
 
 
 if hasattr(os, "register_at_fork"):
@@ -84,11 +87,15 @@ def kept_reformatter(purpose: str) -> VideoReformatter:
     ``VideoFrame.reformat`` builds a new swscale context (filter tables, slice threads) for
     every frame; a kept one is reused while the sizes and formats stay the same, which
     halves a 1280x800 -> 864x544 Lanczos resize (same pixels). One per purpose, so
-    alternating conversions and resizes do not rebuild each other's.
+    alternating conversions and resizes do not rebuild each other's. A finished thread's
+    contexts are freed when a new thread asks for its first one.
     """
-    kept: dict[str, VideoReformatter] | None = getattr(_kept, "reformatters", None)
+    thread = threading.current_thread()
+    kept = _kept.get(thread)
     if kept is None:
-        kept = _kept.reformatters = {}
+        for finished in [other for other in list(_kept) if not other.is_alive()]:
+            _kept.pop(finished, None)
+        kept = _kept[thread] = {}
     reformatter = kept.get(purpose)
     if reformatter is None:
         reformatter = kept[purpose] = VideoReformatter()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import threading
 
 import av
 import cv2
@@ -133,3 +134,47 @@ def test_a_forked_child_resizes_without_the_parents_kept_context():
         child.kill()
         pytest.fail("the forked child hung in swscale")
     assert child.exitcode == 0 and queue.get(timeout=5) == (544, 864, 3)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+def test_a_fork_while_another_thread_keeps_a_context_neither_hangs_nor_crashes():
+    """At a fork CPython drops the other threads' state in the child; their kept contexts must not
+    be freed there (freeing joins slice threads the child lacks: a hang here, a crash elsewhere)."""
+    image = np.random.default_rng(0).integers(0, 256, (800, 1280, 3), dtype=np.uint8)
+    resized, release = threading.Event(), threading.Event()
+
+    def keep_a_context() -> None:
+        resize(image, (640, 400))
+        resized.set()
+        release.wait(120)
+
+    other = threading.Thread(target=keep_a_context)
+    other.start()
+    try:
+        assert resized.wait(30)
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_resize_in_child, args=(queue,))
+        child.start()
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+            pytest.fail("the forked child hung")
+        assert child.exitcode == 0 and queue.get(timeout=5) == (544, 864, 3)
+    finally:
+        release.set()
+        other.join(30)
+
+
+def test_a_finished_threads_kept_contexts_are_freed():
+    image = np.random.default_rng(2).integers(0, 256, (80, 128, 3), dtype=np.uint8)
+    for _ in range(3):
+        thread = threading.Thread(target=resize, args=(image, (64, 40)))
+        thread.start()
+        thread.join()
+    resize(image, (64, 40))
+    last = threading.Thread(target=resize, args=(image, (64, 40)))
+    last.start()
+    last.join()  # its first context freed the three finished threads' contexts
+    assert threading.current_thread() in images._kept
+    assert [thread for thread in images._kept if not thread.is_alive()] == [last]
