@@ -7,6 +7,7 @@ tokenizer once each; a failing item becomes a row with an ``error`` and never st
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
@@ -204,14 +205,22 @@ def run(jobs: Sequence[Job], workers: int, progress: Callable[[int, int], None] 
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
         checkpoint = busy[0].options.checkpoint_dir
         _init_worker(checkpoint)  # loaded here first, so forked workers share it
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(checkpoint,)) as pool:
-            for future in as_completed([pool.submit(_run_job, job) for job in busy]):
-                index, row = future.result()
-                rows[index] = row
-                done += 1
-                if progress:
-                    progress(done, len(jobs))
+        # Garbage left in this process (a caller's, or a library's) is freed here, where its
+        # threads exist; what is frozen a forked worker never collects. A decoder freed in a
+        # worker would join threads the worker does not have, and hang.
+        gc.collect()
+        gc.freeze()
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                     initargs=(checkpoint,)) as pool:
+                for future in as_completed([pool.submit(_run_job, job) for job in busy]):
+                    index, row = future.result()
+                    rows[index] = row
+                    done += 1
+                    if progress:
+                        progress(done, len(jobs))
+        finally:
+            gc.unfreeze()
     return [row for row in rows if row is not None]
 
 

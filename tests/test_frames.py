@@ -1,9 +1,11 @@
 """Tests of cosmos_upsample_fix.frames with real PyAV decoding of synthetic, index-marked clips."""
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import av
@@ -20,7 +22,7 @@ except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the 
 
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
 from cosmos_upsample_fix.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
-from cosmos_upsample_fix.frames.container import count_slices, demux, open_av, video_stream
+from cosmos_upsample_fix.frames.container import Decoder, count_slices, demux, open_av, video_stream
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -189,6 +191,36 @@ def test_open_without_probe_decoding_decodes_the_same(clip: Path) -> None:
         assert _decoded(quick) == _decoded(plain)
         assert quick.streams.video[0].frames == plain.streams.video[0].frames
         assert quick.streams.video[0].codec_context.width == plain.streams.video[0].codec_context.width
+
+
+def _codec_contexts() -> set[int]:
+    return {id(o) for o in gc.get_objects() if isinstance(o, av.codec.context.CodecContext)}
+
+
+def test_reading_leaves_no_decoder_for_the_garbage_collector(long_clip: Path, h264: Path) -> None:
+    """Every decoder is freed when reading returns, not at a later garbage collection.
+
+    A decoder left in a reference cycle keeps its threads until a collection; after a fork
+    (scan's workers) that collection runs in the child, which lacks the threads: it hangs.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        before = _codec_contexts()
+        for path in (long_clip, h264):
+            for select in SELECTIONS:
+                read_frames(path, 2, select)
+            probe(path)
+        with open_av(str(long_clip)) as container:
+            decoder = Decoder(container, video_stream(container, str(long_clip)))
+            next(iter(decoder))  # abandoned mid-stream
+            freed = weakref.ref(decoder)
+            del decoder
+            assert freed() is None
+        left = _codec_contexts() - before
+    finally:
+        gc.enable()
+    assert not left
 
 
 @pytest.mark.parametrize("clip", list(CLIPS), indirect=True)

@@ -195,6 +195,33 @@ def read_packets(container: Container, stream: Stream, status: Packets | None = 
             yield packet
 
 
+def _demux_packets(container: Container, stream: Stream, errors: list[str], counted: list[int]
+                   ) -> Iterator[av.Packet | None]:
+    """The stream's packets for :class:`Decoder`, then ``None`` (a flush) if demuxing fails.
+
+    Errors are added to ``errors``; ``counted[0]`` counts the frame-carrying packets.
+    """
+    try:
+        source = container.demux(stream)
+    except AV_ERRORS as exc:
+        errors.append(reason(exc))
+        yield None
+        return
+    while True:
+        try:
+            packet = next(source)
+        except StopIteration:
+            return
+        except AV_ERRORS as exc:
+            errors.append(reason(exc))
+            logger.warning("demuxing stopped early: %s", errors[-1])
+            yield None  # flush the decoder
+            return
+        if packet.size:
+            counted[0] += carries_frame(packet)
+        yield packet  # the empty packet at EOF flushes the decoder
+
+
 class Decoder:
     """Decodes a stream from the container's current position, skipping undecodable packets.
 
@@ -206,10 +233,18 @@ class Decoder:
     def __init__(self, container: Container, stream: Stream, errors: list[str] | None = None) -> None:
         self.container, self.stream = container, stream
         self.errors: list[str] = [] if errors is None else errors
-        self.packets = 0
+        self._counted = [0]
         self._target: int | None = None  # see skip_to
         self._skipping = False
-        self._demuxed = self._demux()
+        # Not a generator method of self: that would make a reference cycle (decoder -> generator
+        # -> decoder) keeping the stream's decoder and its threads alive until a garbage
+        # collection, which after a fork runs in the child, where those threads do not exist.
+        self._demuxed = _demux_packets(container, stream, self.errors, self._counted)
+
+    @property
+    def packets(self) -> int:
+        """The frame-carrying packets read so far."""
+        return self._counted[0]
 
     def skip_to(self, target: int | None) -> None:
         """Skip decoding pictures no other picture refers to, except the one whose pts is ``target``.
@@ -225,27 +260,6 @@ class Decoder:
         if skip != self._skipping:
             self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
             self._skipping = skip
-
-    def _demux(self) -> Iterator[av.Packet | None]:
-        try:
-            source = self.container.demux(self.stream)
-        except AV_ERRORS as exc:
-            self.errors.append(reason(exc))
-            yield None
-            return
-        while True:
-            try:
-                packet = next(source)
-            except StopIteration:
-                return
-            except AV_ERRORS as exc:
-                self.errors.append(reason(exc))
-                logger.warning("demuxing stopped early: %s", self.errors[-1])
-                yield None  # flush the decoder
-                return
-            if packet.size:
-                self.packets += carries_frame(packet)
-            yield packet  # the empty packet at EOF flushes the decoder
 
     def __iter__(self) -> Iterator[av.VideoFrame]:
         for packet in self._demuxed:
