@@ -70,7 +70,7 @@ def clamps_to_one_pixel(version: Version | None = None) -> bool:
     return (version or mistral_common_version()) >= CLAMP_SINCE
 
 
-def _chunk_classes() -> tuple[Any, Any, Any]:
+def chunk_classes() -> tuple[Any, Any, Any]:
     """ImageChunk, ImageURLChunk, TextChunk: in ``protocol.instruct.chunk`` from 1.8.5, before in ``messages``."""
     try:
         module = importlib.import_module("mistral_common.protocol.instruct.chunk")
@@ -196,7 +196,7 @@ class UpsamplerModel:
         from mistral_common.protocol.instruct.messages import UserMessage
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
-        ImageChunk, ImageURLChunk, TextChunk = _chunk_classes()
+        ImageChunk, ImageURLChunk, TextChunk = chunk_classes()
         chunks: list[Any] = [
             ImageURLChunk(image_url=img) if isinstance(img, str) else ImageChunk(image=img) for img in images
         ]

@@ -18,6 +18,7 @@ import numpy as np
 from .budget import UPSTREAM_LIMITS, ImageGrid, Limits, RequestCount, Size
 from .errors import InputError
 from .frames import VideoInfo, probe, read_frames
+from .frames.selection import check_selection
 from .images import resize, write_png
 from .model import UpsamplerModel, effective_prompt, load_model
 from .options import Options, Policy
@@ -154,7 +155,20 @@ def _source_name(source: Any) -> str:
     return os.fspath(source)
 
 
-def _original_sizes(source: Any, info: VideoInfo) -> tuple[list[Size], tuple[int, ...]]:
+def frame_request(options: Options, limits: Limits) -> tuple[int, bool]:
+    """How many frames to read, and whether the input must have that many.
+
+    The user's ``frames`` is exact (an input with fewer is an InputError); else upstream's
+    two, fewer when the engine takes fewer images or the input has fewer frames. Raises
+    when the count or the selection cannot be asked of the engine at all.
+    """
+    exact = options.frames is not None
+    count = options.frames if options.frames is not None else min(UPSTREAM_FRAMES, limits.max_images)
+    limits.check_images(count)
+    return check_selection(count, options.select), exact
+
+
+def original_sizes(source: Any, info: VideoInfo) -> tuple[list[Size], tuple[int, ...]]:
     """What upstream sends: all listed images, or a video's first two frames, at full size.
 
     A still goes as stored in the file (upstream's PIL/OpenCV path and vLLM do not apply
@@ -206,14 +220,16 @@ def plan_frames(
     model = model or load_model(options.checkpoint_dir)
     policy, select = options.policy, options.select
     is_list = isinstance(source, (list, tuple))
-    exact = options.frames is not None
-    count = options.frames if options.frames is not None else min(UPSTREAM_FRAMES, limits.max_images)
-    limits.check_images(len(source) if is_list else count)
+    if is_list:  # every listed image is a frame
+        limits.check_images(len(source))
+        count, exact = len(source), True
+    else:
+        count, exact = frame_request(options, limits)
     info, picked = read_frames(source, count, select, exact=exact)
     images = [f.image for f in picked]
     sizes = [(im.shape[1], im.shape[0]) for im in images]
     text_tokens = model.text_tokens(prompt)
-    original_sizes, original_indices = _original_sizes(source, info)
+    original, original_indices = original_sizes(source, info)
     targets = plan_sizes(sizes, text_tokens, model.grid, limits, policy, flag=flag)
     plan = Plan(
         source=_source_name(source),
@@ -223,7 +239,7 @@ def plan_frames(
         limits=limits,
         grid=model.grid,
         tokenizer=str(model.tokenizer_file),
-        original=model.count(original_sizes, prompt, limits),
+        original=model.count(original, prompt, limits),
         original_indices=original_indices,
         planned=model.count(targets, prompt, limits),
         frame_indices=tuple(f.index for f in picked),

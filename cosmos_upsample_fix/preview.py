@@ -29,7 +29,7 @@ from .budget import Limits, RequestCount, Size, model_pixels
 from .errors import InputError
 from .frames import read_frames
 from .images import resize
-from .model import UpsamplerModel, _chunk_classes, load_model, mistral_common_version
+from .model import UpsamplerModel, chunk_classes, load_model, mistral_common_version
 from .options import Options
 from .planner import PlannedFrames, plan_frames
 
@@ -113,7 +113,7 @@ class _Encoder:
     def view(self, image: np.ndarray) -> ModelView:
         """``image`` (HxWx3 uint8 RGB) as the model sees it."""
         if self.encoder is not None:
-            image_chunk = _chunk_classes()[0]
+            image_chunk = chunk_classes()[0]
             try:
                 encoding = self.encoder(image_chunk(image=Image.fromarray(image)))
             except ImportError as exc:  # OpenCV missing: mistral_common cannot resize

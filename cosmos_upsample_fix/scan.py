@@ -20,10 +20,11 @@ from typing import Any, TextIO
 from .cosmos_inputs import GENERATED_FRAMES, Item, specs_items
 from .errors import InputError, UpsampleFixError
 from .frames import VideoInfo, probe, select_indices
-from .frames.selection import check_selection, frames_phrase
+from .frames.selection import frames_phrase
+from .frames.stills import still_image_error
 from .model import UpsamplerModel, load_model
 from .options import Options
-from .planner import SMALL_SIDE, UPSTREAM_FRAMES, Plan
+from .planner import SMALL_SIDE, Plan, frame_request, original_sizes
 from .policies import plan_sizes
 
 VIDEO_SUFFIXES = frozenset(".mp4 .mov .m4v .mkv .webm .avi .mpg .mpeg .ts .mts .wmv .flv .gif".split())
@@ -67,18 +68,18 @@ def gather(paths: Sequence[str], prompt: str | None, specs: str | None = None, b
 
 
 def plan_from_info(path: str, info: VideoInfo, prompt: str | None, options: Options, model: UpsamplerModel) -> Plan:
-    """The plan :func:`~cosmos_upsample_fix.planner.plan_frames` makes, from the sizes alone."""
+    """The plan :func:`~cosmos_upsample_fix.planner.plan_frames` makes, from the sizes alone.
+
+    The same frame count, selection and refusals as reading the frames would give (the
+    frame-count errors are worded as :func:`~cosmos_upsample_fix.frames.read_frames` words them).
+    """
     limits, policy, select = options.limits(), options.policy, options.select
-    exact = options.frames is not None
-    count = options.frames if options.frames is not None else min(UPSTREAM_FRAMES, limits.max_images)
-    limits.check_images(count)
-    count = check_selection(count, select)
+    count, exact = frame_request(options, limits)
     size = (info.width, info.height)
-    original_indices: tuple[int, ...]
     if info.kind == "image":
         if count > 1 and exact:
-            raise InputError(f"{path} is a still image with 1 frame; {count} asked (use 1 frame)")
-        indices, original, original_indices = [0], [info.stored_size], (0,)
+            raise still_image_error(path, count)
+        indices = [0]
     else:
         total = info.frame_count
         if not total:
@@ -86,8 +87,7 @@ def plan_from_info(path: str, info: VideoInfo, prompt: str | None, options: Opti
         if total < count and exact:
             raise InputError(f"{path} has {frames_phrase(total)}; {count} asked")
         indices = select_indices(total, min(count, total), select)
-        n = max(1, min(UPSTREAM_FRAMES, total))
-        original, original_indices = [size] * n, tuple(range(n))
+    original, original_indices = original_sizes(path, info)
     targets = plan_sizes([size] * len(indices), model.text_tokens(prompt), model.grid, limits, policy)
     return Plan(
         source=path, kind=info.kind, policy=policy, select=select, limits=limits, grid=model.grid,

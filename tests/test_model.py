@@ -60,7 +60,7 @@ def test_chunk_classes_fall_back_to_messages_before_1_8_5(monkeypatch):
         return real_import_module(name, package)
 
     monkeypatch.setattr(model_module.importlib, "import_module", import_module)
-    image_chunk, url_chunk, text_chunk = model_module._chunk_classes()
+    image_chunk, url_chunk, text_chunk = model_module.chunk_classes()
     assert image_chunk.__name__ == "ImageChunk" and url_chunk.__name__ == "ImageURLChunk"
     assert text_chunk.__name__ == "TextChunk"
     # and the count through them is the same as through the newer module

@@ -23,7 +23,7 @@ from PIL import Image
 from cosmos_upsample_fix import preview
 from cosmos_upsample_fix.errors import InputError
 from cosmos_upsample_fix.images import resize
-from cosmos_upsample_fix.model import _chunk_classes, load_model
+from cosmos_upsample_fix.model import chunk_classes, load_model
 from cosmos_upsample_fix.options import Options
 from cosmos_upsample_fix.planner import plan_frames
 
@@ -55,7 +55,7 @@ def model_view(model, image: np.ndarray) -> np.ndarray:
     from mistral_common.protocol.instruct.messages import UserMessage
     from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
-    _, image_url_chunk, text_chunk = _chunk_classes()
+    _, image_url_chunk, text_chunk = chunk_classes()
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
