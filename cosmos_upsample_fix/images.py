@@ -82,7 +82,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def kept_reformatter(purpose: str) -> VideoReformatter:
-    """This thread's kept swscale context for ``purpose`` ("rgb", "scale"): use it for ``reformat``.
+    """This thread's kept swscale context for ``purpose`` ("rgb", "scale", "pack"): use it for ``reformat``.
 
     ``VideoFrame.reformat`` builds a new swscale context (filter tables, slice threads) for
     every frame; a kept one is reused while the sizes and formats stay the same, which
@@ -116,7 +116,9 @@ def resize(image: np.ndarray, size: Size) -> np.ndarray:
     scaled = kept_reformatter("scale").reformat(
         frame, width=target[0], height=target[1], format="gbrp", interpolation="LANCZOS"
     )
-    return np.ascontiguousarray(scaled.to_ndarray(format="rgb24"))
+    # Packed again with a kept context too: PyAV's own (``to_ndarray(format=...)``, one per
+    # thread from PyAV 19) is not renewed in a forked child, whose use of it would hang.
+    return np.ascontiguousarray(kept_reformatter("pack").reformat(scaled, format="rgb24").to_ndarray())
 
 
 STORED_BLOCK = 65535

@@ -29,13 +29,17 @@ AV_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError, RuntimeError, 
 _ATTACHED_PIC = int(getattr(getattr(getattr(av, "stream", None), "Disposition", None), "attached_pic", 0) or 0)
 
 # PyAV up to 18 decodes metadata strictly unless told otherwise; 19 dropped the option.
-_STRICT_METADATA = Version(av.__version__) < Version("19")
+# 19 also dropped ``stream_options``: its ``options`` reach the probing of every stream.
+_PYAV_19 = Version(av.__version__) >= Version("19")
+_STRICT_METADATA = not _PYAV_19
 
 Container = av.container.InputContainer
 Stream = av.video.stream.VideoStream
 
 
-_PROBE_WITHOUT_DECODING = [{"skip_frame": "all"}] * 16
+_PROBE_WITHOUT_DECODING: dict[str, Any] = (
+    {"options": {"skip_frame": "all"}} if _PYAV_19 else {"stream_options": [{"skip_frame": "all"}] * 16}
+)
 """Decoder options for FFmpeg's stream probing: parse the headers, decode no picture.
 
 Opening a file otherwise decodes its first frames just to fill in details this package
@@ -49,11 +53,13 @@ container the tests make, and on the sample clips).
 def open_av(path: str) -> Container:
     """Open ``path`` read-only with PyAV, as InputError when FFmpeg cannot."""
     extra: dict[str, Any] = {"metadata_errors": "replace"} if _STRICT_METADATA else {}
-    probe: dict[str, Any] = {"stream_options": _PROBE_WITHOUT_DECODING}  # one dict per stream
     try:
         try:
-            return av.open(path, mode="r", **probe, **extra)
-        except ValueError:  # e.g. formats that list no stream before probing: PyAV refuses the options
+            return av.open(path, mode="r", **_PROBE_WITHOUT_DECODING, **extra)
+        except (ValueError, TypeError) as exc:
+            # ValueError: formats that list no stream before probing (PyAV up to 18 refuses
+            # per-stream options then); TypeError: a PyAV that has neither option.
+            logger.debug("opening %s with probe decoding: %s", path, reason(exc))
             return av.open(path, mode="r", **extra)
     except AV_ERRORS as exc:
         logger.debug("PyAV cannot open %s", path, exc_info=True)
