@@ -16,7 +16,7 @@ setup(
     package_dir={"cosmos_upsample_fix.patches": "patches"},
     package_data={"cosmos_upsample_fix.patches": ["*.patch"]},
     install_requires=[
-        "av>=17.1",  # the oldest PyAV the suite passes under (under 16.1 and older, open-GOP seeking misses frames)
+        "av>=14",  # Cosmos-Transfer1's Docker image pins av==14.2.0
         "numpy>=1.23",
         "pillow>=9.1",
         "mistral-common>=1.5.4",  # vLLM 0.8's floor; counting follows the installed version's rules

@@ -59,11 +59,11 @@ def filter_for(source: Size, target: Size) -> str:
     return SWSCALE_LANCZOS
 
 
-_kept: dict[threading.Thread, dict[str, VideoReformatter]] = {}
+_kept: dict[threading.Thread, dict[tuple[str, str, int, int], VideoReformatter]] = {}
 """Each thread's kept swscale contexts. Held here, not in ``threading.local``: at a fork,
 CPython frees the other threads' local storage in the child, and freeing a context there
 joins slice threads the child does not have (a hang or a crash)."""
-_left_behind: list[dict[threading.Thread, dict[str, VideoReformatter]]] = []
+_left_behind: list[dict[threading.Thread, dict[tuple[str, str, int, int], VideoReformatter]]] = []
 
 
 def _forget_kept_contexts() -> None:
@@ -81,14 +81,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_kept_contexts)
 
 
-def kept_reformatter(purpose: str) -> VideoReformatter:
-    """This thread's kept swscale context for ``purpose`` ("rgb", "scale", "pack"): use it for ``reformat``.
+KEPT_PER_THREAD = 8
+"""At most this many kept contexts per thread (a ninth source kind starts the set afresh)."""
+
+
+def kept_reformatter(purpose: str, source: av.VideoFrame) -> VideoReformatter:
+    """This thread's kept swscale context for ``purpose`` and ``source``'s kind: use it for ``reformat``.
 
     ``VideoFrame.reformat`` builds a new swscale context (filter tables, slice threads) for
     every frame; a kept one is reused while the sizes and formats stay the same, which
-    halves a 1280x800 -> 864x544 Lanczos resize (same pixels). One per purpose, so
-    alternating conversions and resizes do not rebuild each other's. A finished thread's
-    contexts are freed when a new thread asks for its first one.
+    halves a 1280x800 -> 864x544 Lanczos resize (same pixels). One per purpose ("rgb",
+    "scale", "pack"), so alternating conversions and resizes do not rebuild each other's,
+    and per source pixel format, colour space and range: PyAV 16 and older reuse a context
+    for a new source kind without its colour details (a full-range clip after a
+    limited-range one came out with wrong levels). A finished thread's contexts are freed
+    when a new thread asks for its first one.
     """
     thread = threading.current_thread()
     kept = _kept.get(thread)
@@ -96,9 +103,12 @@ def kept_reformatter(purpose: str) -> VideoReformatter:
         for finished in [other for other in list(_kept) if not other.is_alive()]:
             _kept.pop(finished, None)
         kept = _kept[thread] = {}
-    reformatter = kept.get(purpose)
+    key = (purpose, source.format.name, int(source.colorspace), int(source.color_range))
+    reformatter = kept.get(key)
     if reformatter is None:
-        reformatter = kept[purpose] = VideoReformatter()
+        if len(kept) >= KEPT_PER_THREAD:
+            kept.clear()
+        reformatter = kept[key] = VideoReformatter()
     return reformatter
 
 
@@ -113,12 +123,12 @@ def resize(image: np.ndarray, size: Size) -> np.ndarray:
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
     # Scaling into planar RGB (gbrp) gives the same pixels as packed rgb24 -> rgb24 but takes
     # swscale's faster planar path: about 30% less time for a 1280x800 -> 864x544 frame.
-    scaled = kept_reformatter("scale").reformat(
+    scaled = kept_reformatter("scale", frame).reformat(
         frame, width=target[0], height=target[1], format="gbrp", interpolation="LANCZOS"
     )
     # Packed again with a kept context too: PyAV's own (``to_ndarray(format=...)``, one per
     # thread from PyAV 19) is not renewed in a forked child, whose use of it would hang.
-    return np.ascontiguousarray(kept_reformatter("pack").reformat(scaled, format="rgb24").to_ndarray())
+    return np.ascontiguousarray(kept_reformatter("pack", scaled).reformat(scaled, format="rgb24").to_ndarray())
 
 
 STORED_BLOCK = 65535

@@ -11,7 +11,9 @@ Import as ``from clips import make_clip`` (pytest puts ``tests/`` on ``sys.path`
 from __future__ import annotations
 
 import logging
+import math
 import os
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -163,7 +165,7 @@ def make_clip(
             stream.codec_context.max_b_frames = bframes
         time_base = Fraction(1, 2 * fps) if vfr else Fraction(1, fps)
         stream.codec_context.time_base = time_base
-        if rotation:
+        if rotation and hasattr(stream, "set_display_rotation"):  # PyAV 17 and newer
             # PyAV's degrees are counter-clockwise; ours are clockwise like the old tag.
             stream.set_display_rotation(-rotation)
         pts = 0
@@ -176,8 +178,28 @@ def make_clip(
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+    if rotation and not hasattr(stream, "set_display_rotation"):
+        _write_mp4_rotation(path, rotation)
     logger.debug("wrote %s (%s %dx%d, %d frames)", path, encoder, width, height, frames)
     return path
+
+
+def _write_mp4_rotation(path: Path, rotation: int) -> None:
+    """Put the display matrix of a clockwise ``rotation`` into an MP4's track header (tkhd).
+
+    What the MP4 muxer writes from ``set_display_rotation``, for PyAV versions without it.
+    """
+    if path.suffix.lower() not in (".mp4", ".mov"):
+        raise ValueError(f"this PyAV can store a rotation in MP4/MOV only, not {path.name}")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0 and data.count(b"tkhd") == 1, "one video track expected"
+    version = data[at + 4]
+    matrix_at = at + 4 + 4 + (32 if version == 1 else 20) + 16  # past type, version/flags, times, layer...
+    angle = math.radians(rotation)  # av_display_rotation_set(-rotation): counter-clockwise degrees
+    cos, sin = (int(round(v * 65536)) for v in (math.cos(angle), math.sin(angle)))
+    data[matrix_at:matrix_at + 36] = struct.pack(">9i", cos, sin, 0, -sin, cos, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
 
 
 def remux(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None, **options: str) -> Path:
@@ -189,7 +211,10 @@ def remux(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = N
     dst = Path(dst)
     with av.open(str(src)) as inp, av.open(str(dst), mode="w", format=format, options=options or None) as out:
         in_stream = inp.streams.video[0]
-        out_stream = out.add_stream_from_template(in_stream)
+        if hasattr(out, "add_stream_from_template"):
+            out_stream = out.add_stream_from_template(in_stream)
+        else:  # older PyAV spells it this way
+            out_stream = out.add_stream(template=in_stream)
         for packet in inp.demux(in_stream):
             if packet.dts is None:
                 continue  # the flush packet at end of stream

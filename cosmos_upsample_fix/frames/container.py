@@ -65,6 +65,8 @@ def open_av(path: str) -> Container:
             return av.open(path, mode="r", **extra)
     except AV_ERRORS as exc:
         logger.debug("PyAV cannot open %s", path, exc_info=True)
+        if isinstance(exc, EOFError):  # the header promised more than the file holds (older FFmpeg stops here)
+            raise InputError(f"{path} is corrupt or truncated ({reason(exc)})") from None
         raise InputError(f"{path} is not a readable video or image, or is corrupt ({reason(exc)})") from None
 
 
@@ -290,7 +292,7 @@ class Decoder:
 
 def to_rgb(frame: av.VideoFrame, path: str) -> np.ndarray:
     """The decoded picture as H x W x 3 uint8 RGB, as stored (not yet turned)."""
-    reformatter = kept_reformatter("rgb")
+    reformatter = kept_reformatter("rgb", frame)
     try:
         return reformatter.reformat(frame, format="rgb24").to_ndarray()
     except AV_ERRORS as exc:
