@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from av.video.reformatter import VideoReformatter
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -22,7 +23,7 @@ except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the 
 
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
 from cosmos_upsample_fix.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
-from cosmos_upsample_fix.frames.container import Decoder, count_slices, demux, open_av, video_stream
+from cosmos_upsample_fix.frames.container import Decoder, count_slices, demux, open_av, to_rgb, video_stream
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -750,3 +751,22 @@ def test_count_slices_on_hand_made_packets() -> None:
     assert count_slices(b"\x00\x00\x00\x09\x65\x88", "h264") == 1  # a length running past the end
     assert count_slices(b"\x00\x00\x00\x02\x65\x88\x00\x00\x00\x02\x41\x9a", "h264") == 2
     assert count_slices(b"\x00\x00\x00\x01\x65\x88\x00\x00\x01\x41\x9a", "h264") == 2
+
+
+def test_kept_conversions_follow_each_sources_colours(clipdir: Path) -> None:
+    """Converting frames of several kinds in turn gives what a fresh context gives each one.
+
+    A kept swscale context reused for a new kind of source (another pixel format, range or
+    colour space) kept the last one's colour details under PyAV 16 and older.
+    """
+    kinds = [("mjpeg", "yuvj420p", ".avi"), ("h264", "yuv420p", ".mp4"), ("h264", "yuv420p10le", ".mp4"),
+             ("h264", "yuv444p", ".mp4")]
+    frames = []
+    for codec, pix_fmt, suffix in kinds:
+        path = make_clip(clipdir / f"colours_{pix_fmt}{suffix}", codec=codec, width=64, height=48, frames=2,
+                         pix_fmt=pix_fmt)
+        with av.open(str(path)) as container:
+            frames.append(next(container.decode(video=0)))
+    for frame in frames + frames[::-1]:
+        fresh = VideoReformatter().reformat(frame, format="rgb24").to_ndarray()
+        np.testing.assert_array_equal(to_rgb(frame, "clip"), fresh, err_msg=frame.format.name)

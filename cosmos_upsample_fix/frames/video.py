@@ -229,6 +229,11 @@ def _spread(container: Container, stream: Stream, path: str, count: int, select:
     if total == 0:
         raise InputError(f"{path} has no decodable video frames")
     if total < count and exact:
+        listed = stream.frames or 0  # the header's count (PyAV before 17 gives no index to check it by)
+        if listed > total:
+            raise InputError(
+                f"{path} is corrupt or truncated: the container lists {listed} frames but only {total} can be read"
+            )
         raise InputError(f"{path} has {frames_phrase(total)}; {count} asked")
     indices = select_indices(total, min(count, total), select)
     frames: list[Frame] = []
