@@ -206,7 +206,7 @@ def remux(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = N
     """Copy the video stream of ``src`` into a new container without re-encoding.
 
     ``format`` forces a muxer (e.g. ``"h264"`` for a raw Annex B stream without
-    timestamps); ``options`` go to the muxer (e.g. ``movflags="faststart"``).
+    timestamps); ``options`` go to the muxer.
     """
     dst = Path(dst)
     with av.open(str(src)) as inp, av.open(str(dst), mode="w", format=format, options=options or None) as out:
@@ -221,6 +221,60 @@ def remux(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = N
             packet.stream = out_stream
             out.mux(packet)
     return dst
+
+
+def make_faststart(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """A copy of the MP4 ``src`` with its moov box first, as ``movflags=faststart`` writes it.
+
+    Done on the bytes: PyAV 14's stream copy writes MP4 sample data that no decoder reads.
+    """
+    dst = Path(dst)
+    dst.write_bytes(Path(src).read_bytes())
+    moov_first(dst)
+    return dst
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """The (type, start, end) of each MP4 box in ``data[start:end]``."""
+    found = []
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        if size == 1:
+            size = struct.unpack(">Q", data[start + 8:start + 16])[0]
+        elif size == 0:
+            size = end - start
+        found.append((kind, start, start + size))
+        start += size
+    return found
+
+
+def moov_first(path: Path) -> None:
+    """Rewrite an MP4 with its moov box before its mdat, chunk offsets moved to match."""
+    data = bytearray(path.read_bytes())
+    top = _boxes(data, 0, len(data))
+    kinds = [kind for kind, _, _ in top]
+    if kinds.index(b"moov") < kinds.index(b"mdat"):
+        return
+    _, moov_start, moov_end = top[kinds.index(b"moov")]
+    moov = bytearray(data[moov_start:moov_end])
+    shift = len(moov)
+
+    def move_offsets(start: int, end: int) -> None:
+        for kind, box_start, box_end in _boxes(moov, start, end):
+            if kind in (b"trak", b"mdia", b"minf", b"stbl"):
+                move_offsets(box_start + 8, box_end)
+            elif kind in (b"stco", b"co64"):
+                wide = kind == b"co64"
+                (count,) = struct.unpack(">I", moov[box_start + 12:box_start + 16])
+                fmt, width = (">Q", 8) if wide else (">I", 4)
+                for at in range(box_start + 16, box_start + 16 + count * width, width):
+                    (offset,) = struct.unpack(fmt, moov[at:at + width])
+                    moov[at:at + width] = struct.pack(fmt, offset + shift)
+
+    move_offsets(8, len(moov))
+    mdat_start = top[kinds.index(b"mdat")][1]
+    rest = data[:moov_start] + data[moov_end:]
+    path.write_bytes(bytes(rest[:mdat_start] + moov + rest[mdat_start:]))
 
 
 def make_audio(path: str | os.PathLike, seconds: float = 0.5, rate: int = 8000) -> Path:

@@ -28,9 +28,9 @@ import pytest
 from PIL import Image
 
 try:  # tests/ is on sys.path in pytest's default (prepend) import mode
-    from clips import frame_marker, make_audio, make_clip, make_image, remux
+    from clips import frame_marker, make_audio, make_clip, make_faststart, make_image
 except ImportError:  # pragma: no cover
-    from tests.clips import frame_marker, make_audio, make_clip, make_image, remux
+    from tests.clips import frame_marker, make_audio, make_clip, make_faststart, make_image
 
 from cosmos_upsample_fix import cli
 from cosmos_upsample_fix.errors import InputError, UpsampleFixError
@@ -83,7 +83,7 @@ def _build(folder: Path) -> dict[str, tuple[Path, dict, int | None]]:
 
     moov_end = make_clip(work / "moov_end.mp4", 320, 240, frames=30, gop=10)
     case("truncated_moov_at_end", _truncate(moov_end, folder / "truncated.mp4", 0.6), **e(default="corrupt"))
-    faststart = remux(moov_end, work / "faststart.mp4", movflags="faststart")
+    faststart = make_faststart(moov_end, work / "faststart.mp4")
     case("truncated_head", _truncate(faststart, folder / "truncated_head.mp4", 0.05),
          **e(default="corrupt or truncated"))
     case("truncated_middle", _truncate(faststart, folder / "truncated_middle.mp4", 0.6),

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 try:  # tests/ is on sys.path in pytest's default (prepend) import mode
-    from clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_image, remux
+    from clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_faststart, make_image, remux
 except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the repo root
-    from tests.clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_image, remux
+    from tests.clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_faststart, make_image, remux
 
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
 from cosmos_upsample_fix.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
@@ -478,7 +478,7 @@ def bad_inputs(clipdir: Path, h264: Path) -> dict[str, tuple[Path, str, dict]]:
     make_audio(bad / "audio.m4a")
     data = h264.read_bytes()
     (bad / "truncated.mp4").write_bytes(data[: len(data) // 2])  # moov atom is at the end: lost
-    faststart = remux(h264, bad / "faststart.mp4", movflags="faststart")
+    faststart = make_faststart(h264, bad / "faststart.mp4")
     data = faststart.read_bytes()
     truncated_faststart = bad / "truncated_faststart.mp4"
     truncated_faststart.write_bytes(data[: len(data) // 2])  # moov kept, frames lost
