@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import multiprocessing
 import os
 import weakref
 from pathlib import Path
@@ -222,6 +223,33 @@ def test_reading_leaves_no_decoder_for_the_garbage_collector(long_clip: Path, h2
     finally:
         gc.enable()
     assert not left
+
+
+def _collect_and_read_in_child(path: str, queue) -> None:
+    gc.enable()
+    gc.collect()  # frees what the parent left for the collector
+    queue.put([frame.index for frame in read_frames(path, 2, "ends")[1]])
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+def test_a_process_forked_after_reading_collects_and_reads_again(long_clip: Path) -> None:
+    """What a caller forks after reading (e.g. data-loader workers) can collect its garbage and read."""
+    gc.collect()
+    gc.disable()  # nothing is collected in the parent before the fork
+    try:
+        for select in SELECTIONS:
+            read_frames(long_clip, 2, select)
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_collect_and_read_in_child, args=(str(long_clip), queue))
+        child.start()
+    finally:
+        gc.enable()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung collecting the parent's garbage")
+    assert child.exitcode == 0 and queue.get(timeout=5) == [0, 599]
 
 
 @pytest.mark.parametrize("clip", list(CLIPS), indirect=True)
