@@ -93,9 +93,9 @@ def kept_reformatter(purpose: str, source: av.VideoFrame) -> VideoReformatter:
     halves a 1280x800 -> 864x544 Lanczos resize (same pixels). One per purpose ("rgb",
     "scale", "pack"), so alternating conversions and resizes do not rebuild each other's,
     and per source pixel format, colour space and range: PyAV 16 and older reuse a context
-    for a new source kind without its colour details (a full-range clip after a
-    limited-range one came out with wrong levels). A finished thread's contexts are freed
-    when a new thread asks for its first one.
+    for a new source kind without its colour details (frames came out with the previous
+    source's conversion: wrong levels). A finished thread's contexts are freed when a new
+    thread asks for its first one.
     """
     thread = threading.current_thread()
     kept = _kept.get(thread)

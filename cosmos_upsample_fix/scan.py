@@ -70,8 +70,9 @@ def gather(paths: Sequence[str], prompt: str | None, specs: str | None = None, b
 def plan_from_info(path: str, info: VideoInfo, prompt: str | None, options: Options, model: UpsamplerModel) -> Plan:
     """The plan :func:`~cosmos_upsample_fix.planner.plan_frames` makes, from the sizes alone.
 
-    The same frame count, selection and refusals as reading the frames would give (the
-    frame-count errors are worded as :func:`~cosmos_upsample_fix.frames.read_frames` words them).
+    The same frame count, selection and refusals as reading the frames would give; the
+    frame-count errors are worded as :func:`~cosmos_upsample_fix.frames.read_frames` words
+    them for a sound file (reading finds more in a damaged one).
     """
     limits, policy, select = options.limits(), options.policy, options.select
     count, exact = frame_request(options, limits)
