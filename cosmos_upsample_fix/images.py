@@ -59,11 +59,14 @@ def filter_for(source: Size, target: Size) -> str:
     return SWSCALE_LANCZOS
 
 
-_kept: dict[threading.Thread, dict[tuple[str, str, int, int], VideoReformatter]] = {}
+_Contexts = dict[threading.Thread, dict[tuple[str, str, int, int], VideoReformatter]]
+"""Kept swscale contexts: per thread, per (purpose, pixel format, colour space, colour range)."""
+
+_kept: _Contexts = {}
 """Each thread's kept swscale contexts. Held here, not in ``threading.local``: at a fork,
 CPython frees the other threads' local storage in the child, and freeing a context there
 joins slice threads the child does not have (a hang or a crash)."""
-_left_behind: list[dict[threading.Thread, dict[tuple[str, str, int, int], VideoReformatter]]] = []
+_left_behind: list[_Contexts] = []
 
 
 def _forget_kept_contexts() -> None:

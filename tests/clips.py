@@ -229,8 +229,7 @@ def make_faststart(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     Done on the bytes: PyAV 14's stream copy writes MP4 sample data that no decoder reads.
     """
     dst = Path(dst)
-    dst.write_bytes(Path(src).read_bytes())
-    moov_first(dst)
+    dst.write_bytes(_moov_first(Path(src).read_bytes()))
     return dst
 
 
@@ -248,13 +247,12 @@ def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
     return found
 
 
-def moov_first(path: Path) -> None:
-    """Rewrite an MP4 with its moov box before its mdat, chunk offsets moved to match."""
-    data = bytearray(path.read_bytes())
+def _moov_first(data: bytes) -> bytes:
+    """An MP4 file's bytes with its moov box before its mdat, chunk offsets moved to match."""
     top = _boxes(data, 0, len(data))
     kinds = [kind for kind, _, _ in top]
     if kinds.index(b"moov") < kinds.index(b"mdat"):
-        return
+        return data
     _, moov_start, moov_end = top[kinds.index(b"moov")]
     moov = bytearray(data[moov_start:moov_end])
     shift = len(moov)
@@ -264,9 +262,8 @@ def moov_first(path: Path) -> None:
             if kind in (b"trak", b"mdia", b"minf", b"stbl"):
                 move_offsets(box_start + 8, box_end)
             elif kind in (b"stco", b"co64"):
-                wide = kind == b"co64"
                 (count,) = struct.unpack(">I", moov[box_start + 12:box_start + 16])
-                fmt, width = (">Q", 8) if wide else (">I", 4)
+                fmt, width = (">Q", 8) if kind == b"co64" else (">I", 4)
                 for at in range(box_start + 16, box_start + 16 + count * width, width):
                     (offset,) = struct.unpack(fmt, moov[at:at + width])
                     moov[at:at + width] = struct.pack(fmt, offset + shift)
@@ -274,7 +271,7 @@ def moov_first(path: Path) -> None:
     move_offsets(8, len(moov))
     mdat_start = top[kinds.index(b"mdat")][1]
     rest = data[:moov_start] + data[moov_end:]
-    path.write_bytes(bytes(rest[:mdat_start] + moov + rest[mdat_start:]))
+    return bytes(rest[:mdat_start] + moov + rest[mdat_start:])
 
 
 def make_audio(path: str | os.PathLike, seconds: float = 0.5, rate: int = 8000) -> Path:

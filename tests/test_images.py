@@ -120,23 +120,32 @@ def _resize_in_child(queue) -> None:
     queue.put(resize(image, (864, 544)).shape)
 
 
-@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
-def test_a_forked_child_resizes_without_the_parents_kept_context():
-    """The parent's kept swscale context has slice threads a forked child lacks (scan's workers fork)."""
-    image = np.random.default_rng(0).integers(0, 256, (800, 1280, 3), dtype=np.uint8)
-    resize(image, (864, 544))  # the parent now keeps a context
+def _forked_child_resize(timeout: float) -> tuple[int, ...]:
+    """The shape a forked child's 1280x800 -> 864x544 resize gives; the test fails if the child hangs or dies."""
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_resize_in_child, args=(queue,))
     child.start()
-    child.join(60)
+    child.join(timeout)
     if child.is_alive():
         child.kill()
         pytest.fail("the forked child hung in swscale")
-    assert child.exitcode == 0 and queue.get(timeout=5) == (544, 864, 3)
+    assert child.exitcode == 0
+    return queue.get(timeout=5)
 
 
-@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+needs_fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+
+
+@needs_fork
+def test_a_forked_child_resizes_without_the_parents_kept_context():
+    """The parent's kept swscale context has slice threads a forked child lacks (scan's workers fork)."""
+    image = np.random.default_rng(0).integers(0, 256, (800, 1280, 3), dtype=np.uint8)
+    resize(image, (864, 544))  # the parent now keeps a context
+    assert _forked_child_resize(60) == (544, 864, 3)
+
+
+@needs_fork
 def test_a_fork_while_another_thread_keeps_a_context_neither_hangs_nor_crashes():
     """At a fork CPython drops the other threads' state in the child; their kept contexts must not
     be freed there (freeing joins slice threads the child lacks: a hang here, a crash elsewhere)."""
@@ -152,15 +161,7 @@ def test_a_fork_while_another_thread_keeps_a_context_neither_hangs_nor_crashes()
     other.start()
     try:
         assert resized.wait(30)
-        context = multiprocessing.get_context("fork")
-        queue = context.Queue()
-        child = context.Process(target=_resize_in_child, args=(queue,))
-        child.start()
-        child.join(30)
-        if child.is_alive():
-            child.kill()
-            pytest.fail("the forked child hung")
-        assert child.exitcode == 0 and queue.get(timeout=5) == (544, 864, 3)
+        assert _forked_child_resize(30) == (544, 864, 3)
     finally:
         release.set()
         other.join(30)

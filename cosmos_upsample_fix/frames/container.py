@@ -25,10 +25,13 @@ logger = logging.getLogger(__name__)
 # e.g. undecodable metadata, or RuntimeError/EOFError/MemoryError from the bindings).
 AV_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError, RuntimeError, MemoryError)
 
+def _flags(value: Any) -> int:
+    """A disposition as an int (PyAV 15's is a Python enum.Flag, which int() refuses)."""
+    return int(getattr(value, "value", value) or 0)
+
+
 # Disposition flag of cover-art "video" streams in audio files (av >= 13 has the enum).
-# (PyAV 15's is a Python enum.Flag, which int() refuses; its .value is the int.)
-_attached: Any = getattr(getattr(getattr(av, "stream", None), "Disposition", None), "attached_pic", 0)
-_ATTACHED_PIC = int(getattr(_attached, "value", _attached) or 0)
+_ATTACHED_PIC = _flags(getattr(getattr(getattr(av, "stream", None), "Disposition", None), "attached_pic", 0))
 
 # PyAV up to 18 decodes metadata strictly unless told otherwise; 19 dropped the option.
 # 19 also dropped ``stream_options``: its ``options`` reach the probing of every stream.
@@ -80,7 +83,7 @@ def video_stream(container: Container, path: str, threads: str = "SLICE") -> Str
     """
     undecodable = 0
     for stream in container.streams.video:
-        if _ATTACHED_PIC and int(getattr(stream.disposition, "value", stream.disposition)) & _ATTACHED_PIC:
+        if _ATTACHED_PIC and _flags(stream.disposition) & _ATTACHED_PIC:
             continue
         if stream.codec_context is None:  # FFmpeg has no decoder for it (unknown or corrupt codec id)
             undecodable += 1
