@@ -11,10 +11,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # every subpackage (frames/ …), plus the top-level patches/ folder shipped as package data
-    packages=[*find_packages(include=["cosmos_upsample_fix", "cosmos_upsample_fix.*"]), "cosmos_upsample_fix.patches"],
-    package_dir={"cosmos_upsample_fix.patches": "patches"},
-    package_data={"cosmos_upsample_fix.patches": ["*.patch"]},
+    # every layer's subpackage; the patch files ship as package data of cosmos_upsample_fix.patching.patches
+    packages=find_packages(include=["cosmos_upsample_fix", "cosmos_upsample_fix.*"]),
+    package_data={"cosmos_upsample_fix.patching.patches": ["*.patch"], "cosmos_upsample_fix": ["py.typed"]},
     install_requires=[
         "av>=14",  # Cosmos-Transfer1's Docker image pins av==14.2.0
         "numpy>=1.23",
@@ -32,10 +31,7 @@ setup(
         "bench": ["opencv-python-headless>=4.8"],
     },
     entry_points={
-        "console_scripts": ["cosmos-upsample-fix=cosmos_upsample_fix.cli:main"],
-        "cosmos_upsample_fix.preprocessors": [
-            "budget_fit=cosmos_upsample_fix.runtime:budget_fit_preprocessor",
-        ],
+        "console_scripts": ["cosmos-upsample-fix=cosmos_upsample_fix.tools.cli:main"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.10",

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from cosmos_upsample_fix.budget import Size
-from cosmos_upsample_fix.frames import read_frames
-from cosmos_upsample_fix.planner import PlannedFrames, plan_frames
-from cosmos_upsample_fix.preview import hint_size
+from cosmos_upsample_fix.core.budget import Size
+from cosmos_upsample_fix.media.frames import read_frames
+from cosmos_upsample_fix.planning.planner import PlannedFrames, plan_frames
+from cosmos_upsample_fix.tools.preview import hint_size
 
 from .clips import Clip
 from .config import FIT, PROMPT, STILL, Context

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cosmos_upsample_fix.budget import UPSTREAM_LIMITS, Limits
-from cosmos_upsample_fix.model import UpsamplerModel
-from cosmos_upsample_fix.options import Options
+from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS, Limits
+from cosmos_upsample_fix.core.options import Options
+from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 LIMITS: Limits = UPSTREAM_LIMITS  # max_model_len 4096, 300 reserved, 2 images

@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cosmos_upsample_fix import images
-from cosmos_upsample_fix.budget import Size, model_pixels
-from cosmos_upsample_fix.frames import read_frames
-from cosmos_upsample_fix.hint import write_video
-from cosmos_upsample_fix.images import resize
-from cosmos_upsample_fix.preview import hint_size
+from cosmos_upsample_fix.core.budget import Size, model_pixels
+from cosmos_upsample_fix.media import images
+from cosmos_upsample_fix.media.frames import read_frames
+from cosmos_upsample_fix.media.images import resize
+from cosmos_upsample_fix.media.mp4 import write_video
+from cosmos_upsample_fix.tools.preview import hint_size
 
 from . import metrics
 from .budget_use import BudgetResult

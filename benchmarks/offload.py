@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import cosmos_upsample_fix
-from cosmos_upsample_fix.model import bundled_tokenizer_path
+from cosmos_upsample_fix.planning.tokenizer import bundled_tokenizer_path
 
 from .clips import REPO
 from .config import Context
@@ -102,7 +102,7 @@ def standins() -> Iterator[ModuleType]:
 
 def _missing() -> str:
     """Why the endpoint row cannot run here, or "" when it can."""
-    if importlib.util.find_spec("cosmos_upsample_fix.endpoint") is None or not SERVER_FILE.is_file():
+    if importlib.util.find_spec("cosmos_upsample_fix.remote.endpoint") is None or not SERVER_FILE.is_file():
         return "endpoint module absent"
     if "endpoint" not in inspect.signature(cosmos_upsample_fix.install).parameters:
         return "install() takes no endpoint"

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from cosmos_upsample_fix.budget import Size
-from cosmos_upsample_fix.policies import plan_sizes
+from cosmos_upsample_fix.core.budget import Size
+from cosmos_upsample_fix.core.policies import plan_sizes
 
 from .config import FIT, PROMPT, Context
 

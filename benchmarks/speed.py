@@ -12,10 +12,10 @@ from pathlib import Path
 import av
 import cv2
 
-from cosmos_upsample_fix.frames import read_frames
-from cosmos_upsample_fix.images import write_png
-from cosmos_upsample_fix.planner import plan_frames, resize_all
-from cosmos_upsample_fix.policies import plan_sizes
+from cosmos_upsample_fix.core.policies import plan_sizes
+from cosmos_upsample_fix.media.frames import read_frames
+from cosmos_upsample_fix.media.images import write_png
+from cosmos_upsample_fix.planning.planner import plan_frames, resize_all
 
 from .clips import Clip
 from .config import PROMPT, Context, options_for

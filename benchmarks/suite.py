@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cosmos_upsample_fix.model import load_model
+from cosmos_upsample_fix.planning.tokenizer import load_model
 
 from . import budget_use, fidelity, goals, offload, planning, render, speed
 from .clips import SHORT_FRAMES, Clip, ClipSet, make_clips

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cosmos_upsample_fix import images
-from cosmos_upsample_fix.frames import read_frames
-from cosmos_upsample_fix.policies import plan_sizes
+from cosmos_upsample_fix.core.policies import plan_sizes
+from cosmos_upsample_fix.media import images
+from cosmos_upsample_fix.media.frames import read_frames
 
 from . import timing
 from .clips import Clip

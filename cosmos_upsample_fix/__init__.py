@@ -20,12 +20,12 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "install": "runtime",
-    "uninstall": "runtime",
-    "plan_frames": "planner",
-    "Options": "options",
-    "parse_policy": "options",
-    "Limits": "budget",
+    "install": "cosmos.runtime",
+    "uninstall": "cosmos.runtime",
+    "plan_frames": "planning.planner",
+    "Options": "core.options",
+    "parse_policy": "core.options",
+    "Limits": "core.budget",
     "UpsampleFixError": "errors",
 }
 

@@ -1,6 +1,6 @@
 """``python -m cosmos_upsample_fix``: the same as the ``cosmos-upsample-fix`` command."""
 import sys
 
-from .cli import main
+from cosmos_upsample_fix.tools.cli import main
 
 sys.exit(main())

@@ -253,7 +253,7 @@ SCRIPTS = {
 }
 
 _BLOCK_PLUGIN_BOOT = (
-    "import runpy, sys; sys.modules['cosmos_upsample_fix.runtime'] = None; "
+    "import runpy, sys; sys.modules['cosmos_upsample_fix.cosmos.runtime'] = None; "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 
@@ -298,7 +298,7 @@ def run_standin_script(
 ) -> subprocess.CompletedProcess:
     """Run ``transfer`` or ``upsampler_pipeline`` (the stand-in file, as upstream's docs run
     the real one) in a subprocess; keyword arguments go to :func:`standin_env`.
-    ``block_plugin=True`` makes ``import cosmos_upsample_fix.runtime`` fail inside it."""
+    ``block_plugin=True`` makes ``import cosmos_upsample_fix.cosmos.runtime`` fail inside it."""
     path = str(SCRIPTS.get(script, script))
     argv = [sys.executable]
     argv += ["-c", _BLOCK_PLUGIN_BOOT, path] if block_plugin else [path]

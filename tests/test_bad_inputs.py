@@ -1,6 +1,6 @@
 """Bad and unusual inputs, made here with PyAV: the documented error or a correct plan, never a traceback.
 
-Every case goes through :func:`cosmos_upsample_fix.planner.plan_frames` (several frame
+Every case goes through :func:`cosmos_upsample_fix.planning.planner.plan_frames` (several frame
 selections) and through the command line (``prepare`` and ``inspect`` in-process; a real
 ``python -m cosmos_upsample_fix`` subprocess only where a fresh interpreter matters). Each run
 has a private, initially empty TMPDIR that must
@@ -32,11 +32,11 @@ try:  # tests/ is on sys.path in pytest's default (prepend) import mode
 except ImportError:  # pragma: no cover
     from tests.clips import frame_marker, make_audio, make_clip, make_faststart, make_image
 
-from cosmos_upsample_fix import cli
+from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.errors import InputError, UpsampleFixError
-from cosmos_upsample_fix.model import load_model
-from cosmos_upsample_fix.options import Options
-from cosmos_upsample_fix.planner import plan_frames
+from cosmos_upsample_fix.planning.planner import plan_frames
+from cosmos_upsample_fix.planning.tokenizer import load_model
+from cosmos_upsample_fix.tools import cli
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 PLAN = "plan"  # expectation: a correct plan (else: a substring of the one-line error)
@@ -334,12 +334,12 @@ def test_cli_success_still_shows_the_warnings(inputs, capsys, caplog, monkeypatc
     """The held warnings are passed on (to stderr, or here to pytest's log capture) when the command succeeds."""
     import logging
 
-    from cosmos_upsample_fix import cli as cli_module
+    from cosmos_upsample_fix.tools import cli as cli_module
 
     real = cli_module.plan_frames
 
     def noisy(*args, **kwargs):
-        logging.getLogger("cosmos_upsample_fix.frames").warning("skipping an undecodable packet: test")
+        logging.getLogger("cosmos_upsample_fix.media.frames").warning("skipping an undecodable packet: test")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(cli_module, "plan_frames", noisy)
@@ -366,7 +366,7 @@ def test_cli_survives_a_terminal_that_cannot_show_the_path(inputs):
 def test_failed_write_leaves_no_partial_files(inputs, tmp_path, monkeypatch):
     """Regression: a write that failed half way (a full disk) left a truncated PNG, and frame_1.png
     when frame_2.png could not be written; ``prepare`` now writes all of its files or none."""
-    from cosmos_upsample_fix import images
+    from cosmos_upsample_fix.media import images
 
     planned = plan_frames(str(inputs[1]["vfr"][0]), PROMPT)
     real_open = open

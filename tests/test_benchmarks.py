@@ -19,7 +19,7 @@ pytest.importorskip("cv2", reason="the benchmarks need opencv-python-headless (p
 
 from benchmarks import clips, suite  # noqa: E402
 from benchmarks.config import PROMPT, Context  # noqa: E402
-from cosmos_upsample_fix.model import load_model  # noqa: E402
+from cosmos_upsample_fix.planning.tokenizer import load_model  # noqa: E402
 
 UNTIMED = ("Budget", "Fidelity", "Filter", "Cap", "Payload")
 

@@ -8,7 +8,7 @@ import random
 import pytest
 from PIL import Image
 
-from cosmos_upsample_fix.budget import (
+from cosmos_upsample_fix.core.budget import (
     UPSTREAM_LIMITS,
     ImageGrid,
     Limits,
@@ -21,7 +21,7 @@ from cosmos_upsample_fix.budget import (
     presized,
 )
 from cosmos_upsample_fix.errors import BudgetError, PolicySpecError
-from cosmos_upsample_fix.model import EMPTY_PROMPT, clamps_to_one_pixel, load_model
+from cosmos_upsample_fix.planning.tokenizer import EMPTY_PROMPT, clamps_to_one_pixel, load_model
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 
@@ -136,7 +136,7 @@ def test_empty_prompt_is_counted_as_upstream_sends_it(model):
 def test_grid_is_read_from_the_tokenizer_file(model, tmp_path):
     import json
 
-    from cosmos_upsample_fix.model import UPSAMPLER_SUBDIR, bundled_tokenizer_path
+    from cosmos_upsample_fix.planning.tokenizer import UPSAMPLER_SUBDIR, bundled_tokenizer_path
 
     assert model.grid == ImageGrid(16, 1024, 1, clamps_to_one_pixel())
     # a model folder whose tokenizer says patch 32 / max 512 must be counted with those numbers
@@ -252,7 +252,11 @@ def test_image_section_is_read_as_the_installed_version_reads_it(tmp_path):
     import json
 
     from cosmos_upsample_fix.errors import ModelConfigError
-    from cosmos_upsample_fix.model import IMAGE_SECTION_SINCE, bundled_tokenizer_path, mistral_common_version
+    from cosmos_upsample_fix.planning.tokenizer import (
+        IMAGE_SECTION_SINCE,
+        bundled_tokenizer_path,
+        mistral_common_version,
+    )
 
     data = json.loads(bundled_tokenizer_path().read_text())
     data.pop("multimodal", None)

@@ -13,7 +13,7 @@ from clips import SHARED_VIDEOS as SHARED
 from clips import make_clip, make_image
 from test_planner import _sent_tokens
 
-from cosmos_upsample_fix.cli import main
+from cosmos_upsample_fix.tools.cli import main
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 
@@ -80,7 +80,7 @@ def test_hint_clip_fits_and_decodes(capsys, wide, tmp_path):
 
 
 def test_checkpoint_dir_is_used(capsys, wide, tmp_path):
-    from cosmos_upsample_fix.model import UPSAMPLER_SUBDIR, bundled_tokenizer_path
+    from cosmos_upsample_fix.planning.tokenizer import UPSAMPLER_SUBDIR, bundled_tokenizer_path
 
     data = json.loads(bundled_tokenizer_path().read_text())
     data.pop("image", None)  # every mistral_common version reads "multimodal" (1.8 onwards also "image")
@@ -162,8 +162,8 @@ def test_demo_runs_with_no_arguments(capsys, tmp_path, monkeypatch):
 
 
 def test_a_failed_demo_removes_the_folder_it_made(capsys, tmp_path, monkeypatch):
-    from cosmos_upsample_fix import hint
     from cosmos_upsample_fix.errors import InputError
+    from cosmos_upsample_fix.media import mp4 as hint
 
     def fail(*_args, **_kwargs):
         raise InputError("planted failure")
@@ -266,7 +266,7 @@ def test_upsample_prints_the_servers_prompt(capsys, wide, monkeypatch):
 def test_upsample_without_a_server_is_one_line(capsys, wide, monkeypatch):
     import socket
 
-    from cosmos_upsample_fix import endpoint
+    from cosmos_upsample_fix.remote import endpoint
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -306,8 +306,8 @@ def test_image_inputs(capsys, tmp_path):
 
 
 def test_table_matches_the_exact_count(capsys):
-    from cosmos_upsample_fix.budget import Limits
-    from cosmos_upsample_fix.model import load_model
+    from cosmos_upsample_fix.core.budget import Limits
+    from cosmos_upsample_fix.planning.tokenizer import load_model
 
     assert main(["table", "1280x704", "640x480", "4000x2"]) == 0
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "x" in r.split("|")[1]]

@@ -37,9 +37,9 @@ except ImportError:  # pragma: no cover
     from tests.clips import frame_marker, make_clip
 
 import cosmos_upsample_fix
-from cosmos_upsample_fix.model import UpsamplerModel, load_model
-from cosmos_upsample_fix.options import Options
-from cosmos_upsample_fix.planner import plan_frames
+from cosmos_upsample_fix.core.options import Options
+from cosmos_upsample_fix.planning.planner import plan_frames
+from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, load_model
 
 PACKAGE_DIR = Path(cosmos_upsample_fix.__file__).resolve().parent
 
@@ -222,7 +222,7 @@ def test_planner_and_cli_create_no_temporary_files(clips, private_tmpdir, tmp_pa
     for name in ("mkdtemp", "mkstemp", "NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"):
         real = getattr(tempfile, name)
         monkeypatch.setattr(tempfile, name, lambda *a, _n=name, _r=real, **k: asked.append(_n) or _r(*a, **k))
-    from cosmos_upsample_fix.cli import main
+    from cosmos_upsample_fix.tools.cli import main
 
     path, select = clips[0]
     prepare(0, path, select, tmp_path / "api")

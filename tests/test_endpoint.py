@@ -23,25 +23,26 @@ from clips import (
 from openai_server import MODEL_ID, StandInServer, vllm_request_model
 from PIL import Image
 
-from cosmos_upsample_fix import endpoint, images
-from cosmos_upsample_fix.budget import Limits, model_pixels
-from cosmos_upsample_fix.endpoint import (
+from cosmos_upsample_fix.core.budget import Limits, model_pixels
+from cosmos_upsample_fix.core.options import API_KEY_ENV, Options, Original
+from cosmos_upsample_fix.errors import BudgetError, UpsampleFixError
+from cosmos_upsample_fix.media import images
+from cosmos_upsample_fix.planning.tokenizer import EMPTY_PROMPT
+from cosmos_upsample_fix.remote import endpoint
+from cosmos_upsample_fix.remote.endpoint import (
     EndpointClient,
     EndpointError,
     client_for,
     frame_data_url,
     upsample_remote,
 )
-from cosmos_upsample_fix.endpoint_http import (
+from cosmos_upsample_fix.remote.http import (
     MAX_RETRY_AFTER,
     HttpTransport,
     normalize_base_url,
     retry_after_seconds,
     server_message,
 )
-from cosmos_upsample_fix.errors import BudgetError, UpsampleFixError
-from cosmos_upsample_fix.model import EMPTY_PROMPT
-from cosmos_upsample_fix.options import API_KEY_ENV, Options, Original
 
 SHARED_CLIPS = sorted(SHARED_VIDEOS.glob("*.mp4")) if SHARED_VIDEOS.is_dir() else []
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."

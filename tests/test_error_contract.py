@@ -25,11 +25,13 @@ try:  # tests/ is on sys.path in pytest's default (prepend) import mode
 except ImportError:  # pragma: no cover
     from tests.clips import make_clip, make_image
 
-from cosmos_upsample_fix import cli, frames
+from cosmos_upsample_fix.media import frames
+from cosmos_upsample_fix.tools import cli
 
-MODULES = ["cosmos_upsample_fix.images", "cosmos_upsample_fix.planner", "cosmos_upsample_fix.policies",
-           "cosmos_upsample_fix.budget", "cosmos_upsample_fix.model"] + sorted(
-    f"cosmos_upsample_fix.frames.{m.name}" for m in pkgutil.iter_modules(frames.__path__))
+MODULES = ["cosmos_upsample_fix.media.images", "cosmos_upsample_fix.planning.planner",
+           "cosmos_upsample_fix.core.policies", "cosmos_upsample_fix.core.budget",
+           "cosmos_upsample_fix.planning.tokenizer"] + sorted(
+    f"cosmos_upsample_fix.media.frames.{m.name}" for m in pkgutil.iter_modules(frames.__path__))
 PLANTED = (ValueError, RuntimeError)
 # a small context, so the tiny clips are downscaled (the resize path runs too)
 SMALL = ["--max-model-len", "700", "--reserve-output", "100"]

@@ -1,4 +1,4 @@
-"""Tests of cosmos_upsample_fix.frames with real PyAV decoding of synthetic, index-marked clips."""
+"""Tests of cosmos_upsample_fix.media.frames with real PyAV decoding of synthetic, index-marked clips."""
 from __future__ import annotations
 
 import gc
@@ -23,8 +23,8 @@ except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the 
     from tests.clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_faststart, make_image, remux
 
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
-from cosmos_upsample_fix.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
-from cosmos_upsample_fix.frames.container import Decoder, count_slices, demux, open_av, to_rgb, video_stream
+from cosmos_upsample_fix.media.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
+from cosmos_upsample_fix.media.frames.container import Decoder, count_slices, demux, open_av, to_rgb, video_stream
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -280,7 +280,7 @@ def test_uniform_on_600_frames(long_clip: Path, count: int) -> None:
 
 
 def test_ends_seeks_instead_of_decoding_everything(long_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="cosmos_upsample_fix.frames")
+    caplog.set_level(logging.DEBUG, logger="cosmos_upsample_fix.media.frames")
     _, frames = read_frames(long_clip, count=2, select="ends")
     assert markers(frames) == [0, 599]
     (record,) = [r for r in caplog.records if r.getMessage().startswith("seek read:")]
@@ -291,7 +291,7 @@ def test_ends_seeks_instead_of_decoding_everything(long_clip: Path, caplog: pyte
 
 def test_seeking_skips_pictures_nothing_refers_to(long_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
     """From the last keyframe (550) to frame 599, the B-frames no picture refers to are not decoded."""
-    caplog.set_level(logging.DEBUG, logger="cosmos_upsample_fix.frames")
+    caplog.set_level(logging.DEBUG, logger="cosmos_upsample_fix.media.frames")
     read_frames(long_clip, count=2, select="ends")
     (record,) = [r for r in caplog.records if r.getMessage().startswith("seek read:")]
     assert record.args[0] <= 35, f"decoded {record.args[0]} frames; 51 without skipping"
@@ -325,7 +325,7 @@ def test_uniform_every_frame_through_seeking(clip: Path) -> None:
 def test_sequential_fallback_when_seeking_fails(
     h264: Path, monkeypatch: pytest.MonkeyPatch, select: str
 ) -> None:
-    from cosmos_upsample_fix.frames import video
+    from cosmos_upsample_fix.media.frames import video
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise video.SeekFailed("refused for the test")

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_upsample_fix import hooks
-from cosmos_upsample_fix.hooks import ENTRY_POINT_GROUP, UpsamplerCall, active_hooks, register, run_hooks, unregister
+from cosmos_upsample_fix.cosmos import hooks
+from cosmos_upsample_fix.cosmos.hooks import (
+    ENTRY_POINT_GROUP,
+    UpsamplerCall,
+    active_hooks,
+    register,
+    run_hooks,
+    unregister,
+)
 
 
 @pytest.fixture
@@ -34,12 +41,30 @@ def call(video=None):
     return UpsamplerCall(video=video if video is not None else [], prompt="p", upsampler=None, workdir=Path("."))
 
 
-def test_the_package_registers_its_budget_fitter_as_an_entry_point():
-    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    assert eps["budget_fit"].value == "cosmos_upsample_fix.runtime:budget_fit_preprocessor"
-    from cosmos_upsample_fix.runtime import budget_fit_preprocessor
+def test_the_budget_fitter_is_built_in_not_an_entry_point(monkeypatch):
+    from cosmos_upsample_fix.cosmos.upsampler_call import budget_fit_preprocessor
 
-    assert eps["budget_fit"].load() is budget_fit_preprocessor
+    assert "budget_fit" not in {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    monkeypatch.setattr(hooks, "entry_points", lambda group: [])  # a copy without installed metadata
+    hooks.discover()
+    try:
+        found = {h.name: h for h in active_hooks()}
+        assert found["budget_fit"].func is budget_fit_preprocessor and found["budget_fit"].order == 1000
+    finally:
+        monkeypatch.undo()
+        hooks.discover()
+
+
+def test_entry_points_are_discovered_once_until_discover(monkeypatch):
+    calls = []
+    real = hooks.entry_points
+    monkeypatch.setattr(hooks, "entry_points", lambda group: calls.append(group) or real(group=group))
+    hooks.discover()
+    for _ in range(3):
+        active_hooks()
+    assert calls == [ENTRY_POINT_GROUP]
+    hooks.discover()
+    assert len(calls) == 2
 
 
 def test_hooks_run_in_order_and_chain(clean):
@@ -90,7 +115,7 @@ def test_in_process_registration_overrides_an_entry_point_of_the_same_name(clean
     assert found["budget_fit"].func is replacement and found["budget_fit"].order == 7
     unregister("budget_fit")
     clean.remove("budget_fit")
-    from cosmos_upsample_fix.runtime import budget_fit_preprocessor
+    from cosmos_upsample_fix.cosmos.runtime import budget_fit_preprocessor
 
     assert {h.name: h for h in active_hooks()}["budget_fit"].func is budget_fit_preprocessor
 
@@ -104,8 +129,11 @@ def test_a_broken_entry_point_is_skipped_with_a_warning(monkeypatch, caplog, cle
 
     real = hooks.entry_points
     monkeypatch.setattr(hooks, "entry_points", lambda group: [*real(group=group), Broken()])
-    with caplog.at_level("WARNING", logger="cosmos_upsample_fix.hooks"):
+    with caplog.at_level("WARNING", logger="cosmos_upsample_fix.cosmos.hooks"):
+        hooks.discover()
         names = [h.name for h in active_hooks()]
+    monkeypatch.undo()
+    hooks.discover()
     assert "broken" not in names and "budget_fit" in names
     assert any("broken" in r.getMessage() for r in caplog.records)
 

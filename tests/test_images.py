@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cosmos_upsample_fix import images
-from cosmos_upsample_fix.images import encode_png, resize, write_png
+from cosmos_upsample_fix.media import images
+from cosmos_upsample_fix.media.images import encode_png, resize, write_png
 
 
 # (771, 28, 3) and (1542, 28, 3): the stored rows fill exactly one and two 65535-byte deflate blocks

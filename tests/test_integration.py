@@ -30,20 +30,21 @@ from types import SimpleNamespace
 import pytest
 
 import cosmos_upsample_fix
-from cosmos_upsample_fix import hooks, launch, runtime
-from cosmos_upsample_fix.budget import Limits
+from cosmos_upsample_fix.core.budget import Limits
+from cosmos_upsample_fix.core.options import Options
+from cosmos_upsample_fix.cosmos import hooks, runtime
 from cosmos_upsample_fix.errors import BudgetError
-from cosmos_upsample_fix.model import load_model
-from cosmos_upsample_fix.options import Options
-from cosmos_upsample_fix.patch_engine import parse_patch
-from cosmos_upsample_fix.planner import plan_frames
+from cosmos_upsample_fix.patching.engine import parse_patch
+from cosmos_upsample_fix.planning.planner import plan_frames
+from cosmos_upsample_fix.planning.tokenizer import load_model
+from cosmos_upsample_fix.tools import launch
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 STANDIN_DIR = TESTS_DIR / "standin"
 TRANSFER = STANDIN_DIR / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
 PIPELINE = STANDIN_DIR / "cosmos_transfer1" / "auxiliary" / "upsampler" / "inference" / "upsampler_pipeline.py"
-PATCH_FILE = REPO_ROOT / "patches" / "cosmos-transfer1.patch"
+PATCH_FILE = REPO_ROOT / "cosmos_upsample_fix" / "patching" / "patches" / "cosmos-transfer1.patch"
 RUNTIME = "cosmos_upsample_fix.runtime"
 FLAG = launch.FLAG
 PATHS = ["a", "b", "c"]
@@ -614,7 +615,7 @@ def test_patch_lines_in_the_pipeline_call_the_plugin_with_the_policy(
 def test_patch_lines_in_the_pipeline_fall_back_to_upstream_without_the_plugin(
     standin, ckpt, clips, private_tmpdir, spy, monkeypatch, process_prompt_upsampler
 ):
-    monkeypatch.setitem(sys.modules, RUNTIME, None)  # `from cosmos_upsample_fix.runtime import ...` fails
+    monkeypatch.setitem(sys.modules, RUNTIME, None)  # `from cosmos_upsample_fix.cosmos.runtime import ...` fails
     small, big = str(clips[SMALL]), str(clips[BIG])
     baseline = stand_in_upsampler(ckpt)._prompt_upsample_with_offload(PROMPT, small)  # upstream's own call
 

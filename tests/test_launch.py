@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_upsample_fix import hooks, runtime
+from cosmos_upsample_fix.core.options import Options
+from cosmos_upsample_fix.cosmos import hooks, runtime
 from cosmos_upsample_fix.errors import UpsampleFixError
-from cosmos_upsample_fix.launch import ENDPOINT_FLAG, FLAG, main, split_args
-from cosmos_upsample_fix.options import Options
+from cosmos_upsample_fix.tools.launch import ENDPOINT_FLAG, FLAG, main, split_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = textwrap.dedent(
     """
     import json, os, sys
-    from cosmos_upsample_fix import runtime
+    from cosmos_upsample_fix.cosmos import runtime
     report = {
         "name": __name__,
         "argv": sys.argv,

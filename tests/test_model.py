@@ -8,10 +8,10 @@ import threading
 import pytest
 from packaging.version import Version
 
-from cosmos_upsample_fix import model as model_module
-from cosmos_upsample_fix.budget import ImageGrid
+from cosmos_upsample_fix.core.budget import ImageGrid
 from cosmos_upsample_fix.errors import ModelConfigError
-from cosmos_upsample_fix.model import (
+from cosmos_upsample_fix.planning import tokenizer as model_module
+from cosmos_upsample_fix.planning.tokenizer import (
     CLAMP_SINCE,
     EMPTY_PROMPT,
     UPSAMPLER_SUBDIR,

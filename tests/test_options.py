@@ -5,9 +5,8 @@ import math
 
 import pytest
 
-from cosmos_upsample_fix.budget import UPSTREAM_LIMITS, Limits
-from cosmos_upsample_fix.errors import PolicySpecError
-from cosmos_upsample_fix.options import (
+from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS, Limits
+from cosmos_upsample_fix.core.options import (
     ENDPOINT_ENV,
     ON_ERROR_ENV,
     POLICY_ENV,
@@ -19,6 +18,7 @@ from cosmos_upsample_fix.options import (
     parse_policy,
     parse_size,
 )
+from cosmos_upsample_fix.errors import PolicySpecError
 
 
 def test_defaults_are_upstreams():
@@ -164,7 +164,7 @@ def test_parse_size_rejects(text):
 
 def test_documented_names_and_help():
     # the environment variables and choices the README documents
-    from cosmos_upsample_fix.options import API_KEY_ENV, ON_ERROR_CHOICES, POLICY_HELP
+    from cosmos_upsample_fix.core.options import API_KEY_ENV, ON_ERROR_CHOICES, POLICY_HELP
 
     assert (POLICY_ENV, ON_ERROR_ENV, ENDPOINT_ENV, API_KEY_ENV) == (
         "COSMOS_UPSAMPLER_POLICY",

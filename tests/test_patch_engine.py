@@ -1,4 +1,4 @@
-"""Tests of cosmos_upsample_fix.patch_engine: parsing, offsets, fuzz, and apply/revert as inverses."""
+"""Tests of cosmos_upsample_fix.patching.engine: parsing, offsets, fuzz, and apply/revert as inverses."""
 from __future__ import annotations
 
 import difflib
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cosmos_upsample_fix.errors import PatchError
-from cosmos_upsample_fix.patch_engine import (
+from cosmos_upsample_fix.patching.engine import (
     DEFAULT_FUZZ,
     FilePatch,
     HunkFailed,

@@ -1,6 +1,6 @@
 """Patch safety: `patch apply`/`revert` never leave a half-patched tree, through the API and the CLI.
 
-The categories, each explicitly, through :mod:`cosmos_upsample_fix.patch_tree` and the command
+The categories, each explicitly, through :mod:`cosmos_upsample_fix.patching.tree` and the command
 line (``cli.main`` in-process; a few cases also as ``python -m cosmos_upsample_fix patch ...`` in a
 subprocess, for the real exit status and streams):
 
@@ -29,10 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_upsample_fix import cli, patch_tree
 from cosmos_upsample_fix.errors import PatchError
-from cosmos_upsample_fix.patch_engine import parse_patch, split_lines
-from cosmos_upsample_fix.patch_tree import PatchState, apply, check, revert, shipped_patch
+from cosmos_upsample_fix.patching import tree as patch_tree
+from cosmos_upsample_fix.patching.engine import parse_patch, split_lines
+from cosmos_upsample_fix.patching.tree import PatchState, apply, check, revert, shipped_patch
+from cosmos_upsample_fix.tools import cli
 
 try:
     from tests.upstream_tree import make_preimage_tree

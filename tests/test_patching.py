@@ -1,4 +1,4 @@
-"""Tests of cosmos_upsample_fix.patch_tree (and the ``patch`` command of the CLI): tree states, variants,
+"""Tests of cosmos_upsample_fix.patching.tree (and the ``patch`` command of the CLI): tree states, variants,
 fuzz on drifted trees, atomic writes, the shipped patches, and every upstream revision when its history is here."""
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_upsample_fix import cli, patch_tree
 from cosmos_upsample_fix.errors import PatchError
-from cosmos_upsample_fix.patch_engine import FilePatch, apply_to_bytes, parse_patch, split_lines
-from cosmos_upsample_fix.patch_tree import (
+from cosmos_upsample_fix.patching import tree as patch_tree
+from cosmos_upsample_fix.patching.engine import FilePatch, apply_to_bytes, parse_patch, split_lines
+from cosmos_upsample_fix.patching.tree import (
     VARIANTS,
     PatchState,
     PatchStatus,
@@ -30,6 +30,7 @@ from cosmos_upsample_fix.patch_tree import (
     shipped_patch,
     shipped_patches,
 )
+from cosmos_upsample_fix.tools import cli
 
 try:
     from tests import upstream_tree
@@ -743,7 +744,7 @@ def _load_method(source: str, cls: str, method: str, namespace: dict) -> types.F
 
 
 def _runtime(monkeypatch: pytest.MonkeyPatch, plugin: bool, order: list[str] | None = None) -> _Recorder:
-    """A recording ``cosmos_upsample_fix.runtime`` (``plugin=False``: importing it fails); ``install``
+    """A recording ``cosmos_upsample_fix.cosmos.runtime`` (``plugin=False``: importing it fails); ``install``
     calls are also noted in ``order``."""
     runtime = _Recorder("FITTED")
 
@@ -878,7 +879,7 @@ def test_real_patched_transfer_main_installs_the_endpoint_before_demo(
 
 
 def test_logging_not_printing(tree: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="cosmos_upsample_fix.patch_tree"):
+    with caplog.at_level(logging.INFO, logger="cosmos_upsample_fix.patching.tree"):
         apply(tree)
         revert(tree)
     assert capsys.readouterr() == ("", "")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from clips import frame_marker, make_clip, make_image
 
-from cosmos_upsample_fix.budget import Limits
+from cosmos_upsample_fix.core.budget import Limits
+from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.errors import BudgetError, InputError, UpsampleFixError
-from cosmos_upsample_fix.model import load_model
-from cosmos_upsample_fix.options import Options
-from cosmos_upsample_fix.planner import plan_frames
+from cosmos_upsample_fix.planning.planner import plan_frames
+from cosmos_upsample_fix.planning.tokenizer import load_model
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 

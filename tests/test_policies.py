@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from cosmos_upsample_fix.budget import ImageGrid, Limits, count_request, model_pixels, presized
+from cosmos_upsample_fix.core.budget import ImageGrid, Limits, count_request, model_pixels, presized
+from cosmos_upsample_fix.core.policies import Fit, Fixed, Original, parse_policy, plan_sizes
 from cosmos_upsample_fix.errors import BudgetError, PolicySpecError
-from cosmos_upsample_fix.policies import Fit, Fixed, Original, parse_policy, plan_sizes
 
 GRID = ImageGrid(16, 1024)
 TEXT = 19  # BOS, [INST], the one-line prompt, [/INST]
@@ -143,7 +143,7 @@ def test_larger_budget_never_gives_fewer_tokens():
 
 def test_fit_uses_the_budget_tightly():
     # the next size on the chain (one more cell on the long side, closest short side) must not fit
-    from cosmos_upsample_fix.policies import _Frame
+    from cosmos_upsample_fix.core.policies import _Frame
 
     for size in [(1280, 704), (1920, 1080), (1280, 800), (882, 1568), (5000, 3000)]:
         (tw, th), _ = plan_sizes([size, size], TEXT, GRID, LIMITS)

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cosmos_upsample_fix import preview
+from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.errors import InputError
-from cosmos_upsample_fix.images import resize
-from cosmos_upsample_fix.model import chunk_classes, load_model
-from cosmos_upsample_fix.options import Options
-from cosmos_upsample_fix.planner import plan_frames
+from cosmos_upsample_fix.media.images import resize
+from cosmos_upsample_fix.planning.planner import plan_frames
+from cosmos_upsample_fix.planning.tokenizer import chunk_classes, load_model
+from cosmos_upsample_fix.tools import preview
 
 cv2 = pytest.importorskip("cv2")
 
@@ -192,7 +192,7 @@ def test_without_a_usable_encoder_it_approximates_and_says_so(video_clip, model,
         raise ImportError("OpenCV is required for this function")
 
     monkeypatch.setattr(encoder_type, "__call__", no_opencv)
-    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.preview"):
+    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.preview"):
         out = preview.render_preview(clip, PROMPT, Options(), tmp_path / "p.png", model=model)
     assert "approximated with Pillow" in caplog.text
     panels = figures(out)

@@ -28,10 +28,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cosmos_upsample_fix.budget import ImageGrid, Limits, count_request, image_grid, min_image_tokens, presized
+from cosmos_upsample_fix.core.budget import ImageGrid, Limits, count_request, image_grid, min_image_tokens, presized
+from cosmos_upsample_fix.core.policies import parse_policy, plan_sizes
 from cosmos_upsample_fix.errors import BudgetError
-from cosmos_upsample_fix.model import clamps_to_one_pixel, load_model
-from cosmos_upsample_fix.policies import parse_policy, plan_sizes
+from cosmos_upsample_fix.planning.tokenizer import clamps_to_one_pixel, load_model
 
 # Pixtral-12B (tekken_240911.json), with the installed mistral_common's rounding rule
 GRID = ImageGrid(patch_size=16, max_image_size=1024, clamps_to_one_pixel=clamps_to_one_pixel())
@@ -309,7 +309,7 @@ file_sides = st.one_of(st.integers(1, 1500), st.integers(1, 40))
 
 def _planned_files_match(model, tmp_path_factory, frames, k, limits):
     """1 to 4 image files of random sizes (an image list): plan_frames writes PNGs that count exactly."""
-    from cosmos_upsample_fix.planner import plan_frames
+    from cosmos_upsample_fix.planning.planner import plan_frames
 
     folder = tmp_path_factory.mktemp("images")
     paths = []

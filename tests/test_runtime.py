@@ -1,4 +1,4 @@
-"""The runtime integration (cosmos_upsample_fix.runtime): install/uninstall, run_upsampler,
+"""The runtime integration (cosmos_upsample_fix.cosmos.runtime): install/uninstall, run_upsampler,
 limits, policy precedence, on_error, logging and the hook registry, against the stand-ins
 for vLLM and Cosmos-Transfer1 (tests/standin).
 
@@ -20,18 +20,18 @@ import pytest
 from PIL import Image
 
 import cosmos_upsample_fix
-from cosmos_upsample_fix import hooks, runtime, wrapping
-from cosmos_upsample_fix.budget import Limits
-from cosmos_upsample_fix.errors import BudgetError, InputError, UpsampleFixError
-from cosmos_upsample_fix.logbridge import CosmosLogHandler
-from cosmos_upsample_fix.model import load_model
-from cosmos_upsample_fix.options import Options
-from cosmos_upsample_fix.planner import plan_frames
-from cosmos_upsample_fix.runtime import (
+from cosmos_upsample_fix.core.budget import Limits
+from cosmos_upsample_fix.core.options import Options
+from cosmos_upsample_fix.cosmos import hooks, runtime, wrapping
+from cosmos_upsample_fix.cosmos.logbridge import CosmosLogHandler
+from cosmos_upsample_fix.cosmos.runtime import (
     budget_fit_preprocessor,
     limits_for,
     run_upsampler,
 )
+from cosmos_upsample_fix.errors import BudgetError, InputError, UpsampleFixError
+from cosmos_upsample_fix.planning.planner import plan_frames
+from cosmos_upsample_fix.planning.tokenizer import load_model
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 METHOD = runtime.TARGET_METHOD
@@ -852,8 +852,8 @@ def test_run_upsampler_endpoint_plans_with_the_servers_limits(standin, ckpt, cli
 
 @pytest.mark.parametrize("on_error", ["raise", "fallback", "skip"])
 def test_endpoint_failures_follow_on_error(standin, ckpt, clips, private_tmpdir, monkeypatch, caplog, on_error):
-    from cosmos_upsample_fix import endpoint
-    from cosmos_upsample_fix.endpoint_http import EndpointError
+    from cosmos_upsample_fix.remote import endpoint
+    from cosmos_upsample_fix.remote.http import EndpointError
 
     def down(source, prompt, options, **kwargs):
         raise EndpointError(f"upsampler endpoint {options.endpoint} cannot be reached: connection refused")

@@ -15,9 +15,9 @@ from clips import SHARED_VIDEOS as SHARED
 from clips import make_clip, make_image
 from PIL import Image
 
-from cosmos_upsample_fix import scan
-from cosmos_upsample_fix.cli import main
-from cosmos_upsample_fix.cosmos_inputs import GENERATED_FRAMES
+from cosmos_upsample_fix.cosmos.inputs import GENERATED_FRAMES
+from cosmos_upsample_fix.tools import scan
+from cosmos_upsample_fix.tools.cli import main
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 
@@ -100,8 +100,8 @@ def test_worker_processes_give_the_same_rows(capsys, folder, monkeypatch):
 _GARBAGE_AT_FORK = """
 import gc, sys
 import av
-from cosmos_upsample_fix import scan
-from cosmos_upsample_fix.cli import main
+from cosmos_upsample_fix.tools import scan
+from cosmos_upsample_fix.tools.cli import main
 
 gc.set_threshold(10**9)  # no automatic collection: the cycle below is still there at the fork
 scan.ITEMS_PER_WORKER = 1

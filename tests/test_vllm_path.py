@@ -27,11 +27,11 @@ if "standin" in getattr(vllm, "__version__", "standin"):
 from clips import SHARED_VIDEOS as SHARED  # noqa: E402
 from vllm_support import build_engine, model_folder, upstream_frames, upstream_message  # noqa: E402
 
-from cosmos_upsample_fix import runtime  # noqa: E402
-from cosmos_upsample_fix.budget import Limits  # noqa: E402
-from cosmos_upsample_fix.endpoint import upsampler_message  # noqa: E402
-from cosmos_upsample_fix.options import Options  # noqa: E402
-from cosmos_upsample_fix.planner import plan_frames  # noqa: E402
+from cosmos_upsample_fix.core.budget import Limits  # noqa: E402
+from cosmos_upsample_fix.core.options import Options  # noqa: E402
+from cosmos_upsample_fix.cosmos import runtime  # noqa: E402
+from cosmos_upsample_fix.planning.planner import plan_frames  # noqa: E402
+from cosmos_upsample_fix.remote.endpoint import upsampler_message  # noqa: E402
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 LONG_PROMPT = " ".join(["A robot arm places a red cup on a wooden table beside a window."] * 40)

@@ -5,7 +5,7 @@ patch itself: for every file the patch touches, a file whose lines at each hunk'
 are exactly that hunk's old lines (context and removed lines), with neutral filler lines
 ``# line N`` (N = the 1-based line number) everywhere else. The patch therefore applies at
 its exact recorded line numbers, with ``git apply`` as well as with
-:mod:`cosmos_upsample_fix.patch_tree`.
+:mod:`cosmos_upsample_fix.patching.tree`.
 
 Filler is added after the last hunk unless that hunk ends the file (it has fewer trailing
 than leading context lines, or its last old line has no newline).
@@ -29,8 +29,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cosmos_upsample_fix.patch_engine import Hunk, parse_patch
-from cosmos_upsample_fix.patch_tree import shipped_patch
+from cosmos_upsample_fix.patching.engine import Hunk, parse_patch
+from cosmos_upsample_fix.patching.tree import shipped_patch
 
 UPSTREAM_GIT_ENV = "COSMOS_TRANSFER1_GIT"
 HISTORY_SINCE = "2025-03-26"

@@ -1,0 +1,65 @@
+"""Writing small video files: the budget-fitting "hint clip" and the demo's sample clip.
+
+A hint clip holds the planned frames at the planned size, so upstream's standalone
+upsampler (which sends a video's first two frames at full size) gets a request that fits.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from cosmos_upsample_fix.errors import InputError
+
+
+def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int = 24, crf: int = 12) -> Path:
+    """Encode RGB frames as an H.264 mp4 at ``path`` (refuses to overwrite an existing file).
+
+    Frames with an odd side use 4:4:4 chroma (4:2:0 needs even sides); quality is high
+    (CRF 12) because the frames are what the upsampler will describe.
+    """
+    path = Path(path)
+    frames = list(frames)
+    if not frames:
+        raise InputError("no frames to write")
+    height, width = frames[0].shape[:2]
+    pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    try:
+        handle = open(path, "xb")
+    except FileExistsError:
+        raise InputError(f"{path} already exists; not overwriting it") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with handle, av.open(handle, mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps))
+            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+            stream.options = {"crf": str(crf), "preset": "medium"}
+            for image in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def demo_frames(width: int = 1280, height: int = 704, count: int = 24) -> list[np.ndarray]:
+    """A synthetic clip with fine detail: moving gradient, stripes of several pitches, a disc."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = []
+    for t in range(count):
+        phase = t / max(count, 1)
+        red = 128 + 100 * np.sin(2 * math.pi * (x / width + phase))
+        green = np.where((x // (4 + (y // 88))) % 2 == 0, 40.0, 215.0)  # stripes 4..11 px wide
+        cx, cy = width * (0.2 + 0.6 * phase), height / 2
+        disc = ((x - cx) ** 2 + (y - cy) ** 2) < (height / 5) ** 2
+        blue = np.where(disc, 250.0, 255 * y / height)
+        out.append(np.clip(np.stack([red, green, blue], axis=-1), 0, 255).astype(np.uint8))
+    return out

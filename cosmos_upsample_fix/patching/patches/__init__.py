@@ -1,0 +1,1 @@
+"""The source patches for Cosmos-Transfer1, shipped as package data."""

@@ -1,0 +1,1 @@
+"""The shared upsampler server: planned requests sent to ``vllm serve`` through its OpenAI API."""
