@@ -105,7 +105,8 @@ def _from_entry_points() -> dict[str, Hook]:
 def _builtin() -> dict[str, Hook]:
     from cosmos_upsample_fix.cosmos.upsampler_call import budget_fit_preprocessor
 
-    return {BUDGET_FIT: Hook(BUDGET_FIT, budget_fit_preprocessor, int(getattr(budget_fit_preprocessor, "order", DEFAULT_ORDER)))}
+    order = int(getattr(budget_fit_preprocessor, "order", DEFAULT_ORDER))
+    return {BUDGET_FIT: Hook(BUDGET_FIT, budget_fit_preprocessor, order)}
 
 
 def discover() -> dict[str, Hook]:
