@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="cosmos-upsample-fix",
-    version="0.1.0",
+    version="0.2.0",  # the one place the version is written; cosmos_upsample_fix.__version__ reads it
     description=(
         "Makes Cosmos-Transfer1's --upsample_prompt fit vLLM's context: exact token budgeting "
         "and budget-fitting frame downsampling for the Pixtral prompt upsampler."

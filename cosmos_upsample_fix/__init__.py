@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+DISTRIBUTION = "cosmos-upsample-fix"
 
 __all__ = [
     "install", "uninstall", "plan_frames", "Options", "parse_policy", "Limits", "UpsampleFixError", "__version__"
@@ -30,7 +30,20 @@ _EXPORTS = {
 }
 
 
+def _version() -> str:
+    """The installed distribution's version: the project metadata is its one source."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # imported from a source folder without installed metadata
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'cosmos_upsample_fix' has no attribute {name!r}")

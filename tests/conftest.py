@@ -57,6 +57,20 @@ PIXTRAL_PARAMS = {
 }
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The versions the counting, decoding and engine tests depend on, printed above the run."""
+    from importlib import metadata
+
+    found = []
+    for label, dist in (("mistral_common", "mistral_common"), ("PyAV", "av"),
+                        ("OpenCV", "opencv-python-headless"), ("vLLM", "vllm")):
+        try:
+            found.append(f"{label} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{label} absent")
+    return ["cosmos-upsample-fix tests with " + ", ".join(found)]
+
+
 # What `torchrun --nproc_per_node=1` puts in a worker's environment (the keys upstream's
 # scripts remove; upsampler_pipeline.py deletes each one unconditionally).
 def torchrun_environ(rank: int = 0, world_size: int = 1) -> dict[str, str]:
@@ -203,29 +217,7 @@ def torchrun_env(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- clips
-def _fallback_make_clip(path, width=320, height=240, frames=10, codec="h264", fps=24):
-    """Used only if tests/clips.py is missing: a PyAV clip of moving gradients."""
-    import av
-    import numpy as np
-
-    encoder = {"h264": "libx264", "hevc": "libx265", "h265": "libx265"}.get(codec, codec)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(encoder, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        yy, xx = np.mgrid[0:height, 0:width]
-        for i in range(frames):
-            img = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, ((xx + yy) // 8 % 2) * 200], -1).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return Path(path)
-
-
-try:
-    from clips import make_clip as _make_clip  # tests/clips.py (pytest puts tests/ on sys.path)
-except ImportError:  # pragma: no cover
-    _make_clip = _fallback_make_clip
+from clips import make_clip as _make_clip  # noqa: E402  # tests/clips.py (pytest puts tests/ on sys.path)
 
 
 @pytest.fixture
@@ -253,7 +245,7 @@ SCRIPTS = {
 }
 
 _BLOCK_PLUGIN_BOOT = (
-    "import runpy, sys; sys.modules['cosmos_upsample_fix.cosmos.runtime'] = None; "
+    "import runpy, sys; sys.modules['cosmos_upsample_fix.runtime'] = None; "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
 from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS, Limits
@@ -230,31 +230,20 @@ class Options:
         self.limits()  # max_model_len above reserve_output, checked with the package's error
 
     @classmethod
-    def build(
-        cls,
-        *,
-        policy: str | Policy | None = None,
-        select: str | None = None,
-        frames: int | None = None,
-        on_error: str | None = None,
-        max_model_len: int | None = None,
-        reserve_output: int | None = None,
-        max_images: int | None = None,
-        checkpoint_dir: str | os.PathLike[str] | None = None,
-        endpoint: str | None = None,
-    ) -> Options:
-        """From loose values (strings as users type them); ``None`` keeps the default."""
-        return cls(
-            policy=parse_policy(policy),
-            select=select or "first",  # type: ignore[arg-type]  # validated in __post_init__
-            frames=frames,
-            on_error=on_error or "raise",  # type: ignore[arg-type]
-            max_model_len=max_model_len,
-            reserve_output=reserve_output,
-            max_images=max_images,
-            checkpoint_dir=os.fspath(checkpoint_dir) if checkpoint_dir is not None else None,
-            endpoint=endpoint or None,
-        )
+    def build(cls, **values: Any) -> Options:
+        """From loose values as users type them (the fields' names; a policy string, a path).
+
+        ``None`` or an empty string keeps a field's default; an unknown name is an error.
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise PolicySpecError(f"unknown option {unknown[0]!r}; the options are {', '.join(known)}")
+        given = {k: v for k, v in values.items() if v is not None and v != ""}
+        given["policy"] = parse_policy(given.get("policy"))
+        if "checkpoint_dir" in given:
+            given["checkpoint_dir"] = os.fspath(given["checkpoint_dir"])
+        return cls(**given)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Options:

@@ -139,30 +139,18 @@ _FACTORIES = {TARGET_METHOD: _wrap_with_offload, DIRECT_METHOD: _wrap_direct, LO
 # ---------------------------------------------------------------- install / uninstall
 
 
-def install(
-    policy: str | None = None,
-    *,
-    select: str | None = None,
-    frames: int | None = None,
-    on_error: str | None = None,
-    max_model_len: int | None = None,
-    reserve_output: int | None = None,
-    max_images: int | None = None,
-    checkpoint_dir: str | None = None,
-    endpoint: str | None = None,
-) -> None:
+def install(policy: str | None = None, **options: Any) -> None:
     """Route every upsampler call through the budget fitter (or an endpoint). Idempotent, thread-safe.
 
-    Works before or after ``cosmos_transfer1`` is imported. Explicit arguments win over
-    ``COSMOS_UPSAMPLER_POLICY`` / ``COSMOS_UPSAMPLE_FIX_ON_ERROR`` / ``COSMOS_UPSAMPLER_ENDPOINT``,
-    which win over the defaults; a second call replaces the settings. The limits given here
-    apply only while the model is not loaded (offload). With ``endpoint`` no local engine is built.
+    ``options`` are :class:`~cosmos_upsample_fix.core.options.Options`' fields (``select``,
+    ``frames``, ``on_error``, ``max_model_len``, ``reserve_output``, ``max_images``,
+    ``checkpoint_dir``, ``endpoint``), validated there. Works before or after
+    ``cosmos_transfer1`` is imported. Explicit arguments win over the environment, which wins
+    over the defaults; a second call replaces the settings. The limits given here apply only
+    while the model is not loaded (offload). With ``endpoint`` no local engine is built.
     """
     global _settings
-    settings = Options.from_env(
-        policy=policy, select=select, frames=frames, on_error=on_error, max_model_len=max_model_len,
-        reserve_output=reserve_output, max_images=max_images, checkpoint_dir=checkpoint_dir, endpoint=endpoint,
-    )
+    settings = Options.from_env(policy=policy, **options)
     hooks.discover()
     with _lock:
         _settings = settings
