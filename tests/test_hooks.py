@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.cosmos import hooks
 from cosmos_upsample_fix.cosmos.hooks import (
     ENTRY_POINT_GROUP,
@@ -20,8 +21,8 @@ from cosmos_upsample_fix.cosmos.hooks import (
 
 @pytest.fixture
 def clean(monkeypatch):
-    monkeypatch.delenv(hooks.DISABLE_ENV, raising=False)
-    monkeypatch.delenv(hooks.ORDER_ENV, raising=False)
+    monkeypatch.delenv(env.DISABLE.name, raising=False)
+    monkeypatch.delenv(env.ORDER.name, raising=False)
     names = []
     yield names
     for name in names:
@@ -91,9 +92,9 @@ def test_none_keeps_the_input(clean):
 def test_disable_by_name_and_all(clean, monkeypatch):
     register("mine", make("mine", 1, []))
     clean.append("mine")
-    monkeypatch.setenv(hooks.DISABLE_ENV, "mine, budget_fit")
+    monkeypatch.setenv(env.DISABLE.name, "mine, budget_fit")
     assert [h.name for h in active_hooks() if h.name in ("mine", "budget_fit")] == []
-    monkeypatch.setenv(hooks.DISABLE_ENV, "all")
+    monkeypatch.setenv(env.DISABLE.name, "all")
     assert active_hooks() == []
     assert run_hooks(call("video.mp4")) == "video.mp4"
 
@@ -102,7 +103,7 @@ def test_order_env_puts_named_hooks_first(clean, monkeypatch):
     register("a", make("a", 1, []))
     register("b", make("b", 2, []))
     clean.extend(["a", "b"])
-    monkeypatch.setenv(hooks.ORDER_ENV, "budget_fit,b")
+    monkeypatch.setenv(env.ORDER.name, "budget_fit,b")
     names = [h.name for h in active_hooks()]
     assert names[:3] == ["budget_fit", "b", "a"]
 

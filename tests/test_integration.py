@@ -30,6 +30,7 @@ from types import SimpleNamespace
 import pytest
 
 import cosmos_upsample_fix
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.budget import Limits
 from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.cosmos import hooks, runtime
@@ -95,7 +96,7 @@ def clips(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def clean_plugin(monkeypatch):
-    for name in (runtime.POLICY_ENV, runtime.ON_ERROR_ENV, hooks.DISABLE_ENV, hooks.ORDER_ENV):
+    for name in (env.POLICY.name, env.ON_ERROR.name, env.DISABLE.name, env.ORDER.name):
         monkeypatch.delenv(name, raising=False)
     runtime.uninstall()
     yield
@@ -739,14 +740,14 @@ def spy_site(tmp_path):
 
 
 def launcher_process(standin_helpers, spy_site, script, args, *, rank, world_size, cwd, policy=None):
-    env = standin_helpers.standin_env(rank=rank, world_size=world_size)
-    env["PYTHONPATH"] = os.pathsep.join([str(spy_site.site), env["PYTHONPATH"]])
-    env["CUF_SPY_LOG"] = str(spy_site.log)
-    for name in (runtime.POLICY_ENV, runtime.ON_ERROR_ENV, hooks.DISABLE_ENV, hooks.ORDER_ENV):
-        env.pop(name, None)
+    environ = standin_helpers.standin_env(rank=rank, world_size=world_size)
+    environ["PYTHONPATH"] = os.pathsep.join([str(spy_site.site), environ["PYTHONPATH"]])
+    environ["CUF_SPY_LOG"] = str(spy_site.log)
+    for name in (env.POLICY.name, env.ON_ERROR.name, env.DISABLE.name, env.ORDER.name):
+        environ.pop(name, None)
     argv = [sys.executable, "-m", "cosmos_upsample_fix.launch", str(script), *map(str, args)]
     argv += [FLAG, policy] if policy else []
-    return subprocess.run(argv, env=env, cwd=str(cwd), capture_output=True, text=True, timeout=120)
+    return subprocess.run(argv, env=environ, cwd=str(cwd), capture_output=True, text=True, timeout=120)
 
 
 def spy_records(spy_site):

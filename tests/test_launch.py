@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.cosmos import hooks, runtime
 from cosmos_upsample_fix.errors import UpsampleFixError
@@ -57,9 +58,9 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     monkeypatch.setattr(sys, "path", list(sys.path))
     for name in (
-        runtime.POLICY_ENV,
-        runtime.ON_ERROR_ENV,
-        runtime.ENDPOINT_ENV,
+        env.POLICY.name,
+        env.ON_ERROR.name,
+        env.ENDPOINT.name,
         "PROBE_EXIT",
         "COSMOS_UPSAMPLE_FIX_DEBUG",
     ):
@@ -135,8 +136,8 @@ def test_runs_a_module_with_dash_m(tmp_path, monkeypatch):
     "env, argv_policy, expected",
     [
         ({}, None, "fit"),
-        ({runtime.POLICY_ENV: "max-pixels:200000"}, None, "max-pixels:200000"),
-        ({runtime.POLICY_ENV: "max-pixels:200000"}, "max-side:512", "max-side:512"),  # the flag wins
+        ({env.POLICY.name: "max-pixels:200000"}, None, "max-pixels:200000"),
+        ({env.POLICY.name: "max-pixels:200000"}, "max-side:512", "max-side:512"),  # the flag wins
     ],
 )
 def test_policy_from_flag_then_environment_then_fit(probe, tmp_path, monkeypatch, env, argv_policy, expected):
@@ -154,7 +155,7 @@ def test_on_error_from_the_environment(probe, tmp_path, monkeypatch, value, expe
     """README: on_error comes from install(on_error=...) or $COSMOS_UPSAMPLE_FIX_ON_ERROR; the
     launcher has no other way to set it."""
     if value is not None:
-        monkeypatch.setenv(runtime.ON_ERROR_ENV, value)
+        monkeypatch.setenv(env.ON_ERROR.name, value)
     assert main([str(probe)]) == 0
     assert report(tmp_path)["settings"]["on_error"] == expected
 
@@ -174,7 +175,7 @@ def test_on_error_from_the_environment(probe, tmp_path, monkeypatch, value, expe
     ],
 )
 def test_usage_errors_exit_2_before_anything_runs(probe, tmp_path, capsys, monkeypatch, argv, message):
-    monkeypatch.setenv(runtime.ON_ERROR_ENV, "raise")
+    monkeypatch.setenv(env.ON_ERROR.name, "raise")
     argv = [a.format(probe=probe) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -190,7 +191,7 @@ def test_endpoint_flag_and_environment(probe, tmp_path, monkeypatch):
     seen = report(tmp_path)
     assert seen["argv"] == [str(probe), "--x"]
     assert seen["settings"]["endpoint"] == "http://host:8000/v1" and seen["settings"]["policy"] == "max-side:640"
-    monkeypatch.setenv(runtime.ENDPOINT_ENV, "http://other:9000/v1")
+    monkeypatch.setenv(env.ENDPOINT.name, "http://other:9000/v1")
     assert main([str(probe)]) == 0
     assert report(tmp_path)["settings"]["endpoint"] == "http://other:9000/v1"
 
@@ -219,7 +220,7 @@ def test_other_missing_modules_keep_their_traceback(tmp_path):
 
 
 def test_bad_on_error_in_the_environment_is_a_usage_error(probe, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(runtime.ON_ERROR_ENV, "ignore")
+    monkeypatch.setenv(env.ON_ERROR.name, "ignore")
     assert main([str(probe)]) == 2
     assert "on_error" in capsys.readouterr().err and report(tmp_path) is None
 
@@ -264,13 +265,13 @@ def test_installed_hooks_include_the_budget_fitter(probe, tmp_path, monkeypatch)
 
 # ----------------------------------------------------------------------------- as a real process
 def test_command_line_entry_point(probe, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in (runtime.POLICY_ENV, runtime.ON_ERROR_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PROBE_REPORT"] = str(tmp_path / "report.json")
-    env["PROBE_EXIT"] = "7"
+    environ = {k: v for k, v in os.environ.items() if k not in (env.POLICY.name, env.ON_ERROR.name)}
+    environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    environ["PROBE_REPORT"] = str(tmp_path / "report.json")
+    environ["PROBE_EXIT"] = "7"
     result = subprocess.run(
         [sys.executable, "-m", "cosmos_upsample_fix.launch", str(probe), "--k", "v", FLAG, "max-side:400"],
-        env=env,
+        env=environ,
         capture_output=True,
         text=True,
         timeout=60,
@@ -281,6 +282,6 @@ def test_command_line_entry_point(probe, tmp_path):
     assert seen["argv"] == [str(probe), "--k", "v"] and seen["path0"] == str(probe.parent)
     assert seen["settings"]["policy"] == "max-side:400"
     usage = subprocess.run(
-        [sys.executable, "-m", "cosmos_upsample_fix.launch"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cosmos_upsample_fix.launch"], env=environ, capture_output=True, text=True, timeout=60
     )
     assert usage.returncode == 2 and usage.stderr.startswith("usage:")

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS, Limits
 from cosmos_upsample_fix.core.options import (
-    ENDPOINT_ENV,
-    ON_ERROR_ENV,
-    POLICY_ENV,
     SELECTIONS,
     Fit,
     Fixed,
@@ -49,24 +48,24 @@ def test_limits_fall_back_one_by_one():
 
 
 def test_from_env_explicit_wins_over_environment_over_default():
-    env = {POLICY_ENV: " fixed:640x352 ", ON_ERROR_ENV: "fallback", ENDPOINT_ENV: "http://env:1"}
-    from_env = Options.from_env(env)
+    environ = {env.POLICY.name: " fixed:640x352 ", env.ON_ERROR.name: "fallback", env.ENDPOINT.name: "http://env:1"}
+    from_env = Options.from_env(environ)
     assert from_env.policy == Fixed(640, 352) and from_env.on_error == "fallback"
     assert from_env.endpoint == "http://env:1"
-    explicit = Options.from_env(env, policy="none", on_error="skip", endpoint="https://mine:2")
+    explicit = Options.from_env(environ, policy="none", on_error="skip", endpoint="https://mine:2")
     assert (explicit.policy, explicit.on_error, explicit.endpoint) == (Original(), "skip", "https://mine:2")
     # None and empty values do not count as given
-    assert Options.from_env({POLICY_ENV: "", ON_ERROR_ENV: ""}, policy=None) == Options()
-    assert Options.from_env({POLICY_ENV: "scale:0.5"}, frames=1) == Options(policy=Fit(scale=0.5), frames=1)
+    assert Options.from_env({env.POLICY.name: "", env.ON_ERROR.name: ""}, policy=None) == Options()
+    assert Options.from_env({env.POLICY.name: "scale:0.5"}, frames=1) == Options(policy=Fit(scale=0.5), frames=1)
 
 
 def test_from_env_reads_os_environ(monkeypatch):
-    monkeypatch.setenv(POLICY_ENV, "max-pixels:1000")
-    monkeypatch.delenv(ON_ERROR_ENV, raising=False)
-    monkeypatch.delenv(ENDPOINT_ENV, raising=False)
+    monkeypatch.setenv(env.POLICY.name, "max-pixels:1000")
+    monkeypatch.delenv(env.ON_ERROR.name, raising=False)
+    monkeypatch.delenv(env.ENDPOINT.name, raising=False)
     assert Options.from_env().policy == Fit(max_pixels=1000)
     with pytest.raises(PolicySpecError):
-        monkeypatch.setenv(ON_ERROR_ENV, "explode")
+        monkeypatch.setenv(env.ON_ERROR.name, "explode")
         Options.from_env()
 
 
@@ -164,14 +163,14 @@ def test_parse_size_rejects(text):
 
 def test_documented_names_and_help():
     # the environment variables and choices the README documents
-    from cosmos_upsample_fix.core.options import API_KEY_ENV, ON_ERROR_CHOICES, POLICY_HELP
+    from cosmos_upsample_fix.core.options import ON_ERROR_CHOICES, POLICY_HELP
 
-    assert (POLICY_ENV, ON_ERROR_ENV, ENDPOINT_ENV, API_KEY_ENV) == (
-        "COSMOS_UPSAMPLER_POLICY",
-        "COSMOS_UPSAMPLE_FIX_ON_ERROR",
-        "COSMOS_UPSAMPLER_ENDPOINT",
-        "COSMOS_UPSAMPLER_API_KEY",
-    )
+    assert [var.name for var in env.ALL] == [
+        "COSMOS_UPSAMPLE_FIX_POLICY", "COSMOS_UPSAMPLE_FIX_ON_ERROR", "COSMOS_UPSAMPLE_FIX_ENDPOINT",
+        "COSMOS_UPSAMPLE_FIX_API_KEY", "COSMOS_UPSAMPLE_FIX_DISABLE", "COSMOS_UPSAMPLE_FIX_ORDER",
+        "COSMOS_UPSAMPLE_FIX_DEBUG",
+    ]
+    assert all(var.name.startswith(env.PREFIX) for var in env.ALL)
     assert ON_ERROR_CHOICES == ("raise", "fallback", "skip")
     assert POLICY_HELP == "fit, none, max-side:N, max-pixels:N, scale:F or fixed:WxH"
     with pytest.raises(PolicySpecError) as info:
@@ -180,8 +179,8 @@ def test_documented_names_and_help():
 
 
 def test_environment_values_are_stripped():
-    env = {ON_ERROR_ENV: "  skip\n", POLICY_ENV: "\tnone ", ENDPOINT_ENV: " http://h:1 "}
-    options = Options.from_env(env)
+    environ = {env.ON_ERROR.name: "  skip\n", env.POLICY.name: "\tnone ", env.ENDPOINT.name: " http://h:1 "}
+    options = Options.from_env(environ)
     assert (options.on_error, options.policy, options.endpoint) == ("skip", Original(), "http://h:1")
 
 
@@ -239,3 +238,26 @@ def test_policy_type_errors_say_what_is_wrong(make, words):
         make()
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+@pytest.mark.parametrize("old, new", [("COSMOS_UPSAMPLER_POLICY", env.POLICY),
+                                      ("COSMOS_UPSAMPLER_ENDPOINT", env.ENDPOINT),
+                                      ("COSMOS_UPSAMPLER_API_KEY", env.API_KEY)])
+def test_older_names_are_still_read_and_the_new_name_wins(old, new):
+    assert old in new.old
+    assert new.get({old: " a "}) == "a"
+    assert new.get({old: "a", new.name: "b"}) == "b"
+    assert new.get({old: "  ", new.name: ""}) is None
+
+
+def test_install_edge_reads_the_older_policy_and_endpoint_names():
+    options = Options.from_env({"COSMOS_UPSAMPLER_POLICY": "max-side:400", "COSMOS_UPSAMPLER_ENDPOINT": "http://h:1"})
+    assert (options.policy, options.endpoint) == (Fit(max_side=400), "http://h:1")
+
+
+def test_build_takes_the_fields_by_name_and_refuses_unknown_ones():
+    assert Options.build(select="ends", frames=1, checkpoint_dir=Path("/x")) == Options(
+        select="ends", frames=1, checkpoint_dir="/x")
+    assert Options.build(select="", endpoint="", policy=None) == Options()
+    with pytest.raises(PolicySpecError, match="unknown option 'polcy'"):
+        Options.build(polcy="fit")

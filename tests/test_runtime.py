@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 import cosmos_upsample_fix
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.budget import Limits
 from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.cosmos import hooks, runtime, wrapping
@@ -57,7 +58,7 @@ def clips(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def clean_plugin(monkeypatch):
     """No plugin variables from the outside; uninstalled and hooks removed afterwards."""
-    for name in (runtime.POLICY_ENV, runtime.ON_ERROR_ENV, hooks.DISABLE_ENV, hooks.ORDER_ENV):
+    for name in (env.POLICY.name, env.ON_ERROR.name, env.DISABLE.name, env.ORDER.name):
         monkeypatch.delenv(name, raising=False)
     runtime.uninstall()
     registered: list[str] = []
@@ -460,7 +461,7 @@ def test_policy_precedence_argument_then_install_then_environment_then_fit(
         return call.image_sizes
 
     assert sent() == sizes["fit"]  # nothing set
-    monkeypatch.setenv(runtime.POLICY_ENV, "max-side:480")
+    monkeypatch.setenv(env.POLICY.name, "max-side:480")
     assert sent() == sizes["max-side:480"]  # environment
     cosmos_upsample_fix.install(policy="max-side:320")
     assert sent() == sizes["max-side:320"]  # install() beats the environment
@@ -542,13 +543,13 @@ def test_fallback_warns_and_gives_upstream_the_original_input(
 def test_fallback_from_the_environment_when_not_installed(
     standin, ckpt, clips, private_tmpdir, monkeypatch, upstream_inputs
 ):
-    monkeypatch.setenv(runtime.ON_ERROR_ENV, "fallback")
-    monkeypatch.setenv(runtime.POLICY_ENV, "none")  # refused for 1280x704 ...
+    monkeypatch.setenv(env.ON_ERROR.name, "fallback")
+    monkeypatch.setenv(env.POLICY.name, "none")  # refused for 1280x704 ...
     upsampler = make_upsampler(ckpt, offload=True)
     with pytest.raises(ValueError, match=r"^The decoder prompt"):  # ... so upstream gets the original
         run_upsampler(upsampler, PROMPT, str(clips[1280, 704]))
     assert upstream_inputs[-1]["video"] == str(clips[1280, 704])
-    monkeypatch.setenv(runtime.ON_ERROR_ENV, "raise")
+    monkeypatch.setenv(env.ON_ERROR.name, "raise")
     with pytest.raises(BudgetError):
         run_upsampler(upsampler, PROMPT, str(clips[1280, 704]))
     assert standin.LLM.instances == 1  # only the fallback call loaded the model
@@ -559,7 +560,7 @@ def test_disable_all_gives_upstream_its_input_untouched(
     standin, ckpt, clips, private_tmpdir, monkeypatch, upstream_inputs
 ):
     cosmos_upsample_fix.install()
-    monkeypatch.setenv(hooks.DISABLE_ENV, "all")
+    monkeypatch.setenv(env.DISABLE.name, "all")
     upsampler = make_upsampler(ckpt, offload=True)
     big = str(clips[1280, 704])
     with pytest.raises(ValueError, match=rf"^The decoder prompt \(length {upstream_tokens((1280, 704), ckpt)}\)"):
@@ -572,7 +573,7 @@ def test_disable_budget_fit_by_name_keeps_other_hooks(
     standin, ckpt, clips, private_tmpdir, monkeypatch, spy, upstream_inputs
 ):
     cosmos_upsample_fix.install()
-    monkeypatch.setenv(hooks.DISABLE_ENV, "budget_fit")
+    monkeypatch.setenv(env.DISABLE.name, "budget_fit")
     small = str(clips[640, 480])
     make_upsampler(ckpt)._prompt_upsample_with_offload(PROMPT, small)
     assert [r.video for r in spy] == [small] and upstream_inputs[0]["video"] == small
@@ -753,16 +754,16 @@ def test_refusals_come_before_the_offloaded_load_and_name_the_cosmos_flag(standi
 
 # ----------------------------------------------------------------------------- settings and on_error=skip
 def test_install_without_arguments_reads_the_environment_and_arguments_win(monkeypatch):
-    monkeypatch.setenv(runtime.POLICY_ENV, "max-side:480")
-    monkeypatch.setenv(runtime.ON_ERROR_ENV, "skip")
-    monkeypatch.setenv(runtime.ENDPOINT_ENV, "http://127.0.0.1:9/v1/")
+    monkeypatch.setenv(env.POLICY.name, "max-side:480")
+    monkeypatch.setenv(env.ON_ERROR.name, "skip")
+    monkeypatch.setenv(env.ENDPOINT.name, "http://127.0.0.1:9/v1/")
     cosmos_upsample_fix.install()
     assert runtime.current_settings() == Settings(
         policy="max-side:480", on_error="skip", endpoint="http://127.0.0.1:9/v1"
     )
     cosmos_upsample_fix.install(policy="fit", on_error="raise", endpoint="http://server:8000/v1")
     assert runtime.current_settings() == Settings(policy="fit", on_error="raise", endpoint="http://server:8000/v1")
-    monkeypatch.setenv(runtime.ON_ERROR_ENV, "sometimes")
+    monkeypatch.setenv(env.ON_ERROR.name, "sometimes")
     with pytest.raises(UpsampleFixError, match="on_error must be one of raise, fallback, skip"):
         cosmos_upsample_fix.install()
 
@@ -778,7 +779,7 @@ def test_skip_keeps_the_users_prompt_and_loads_nothing(
     if where == "install":
         cosmos_upsample_fix.install(on_error="skip")
     else:
-        monkeypatch.setenv(runtime.ON_ERROR_ENV, "skip")
+        monkeypatch.setenv(env.ON_ERROR.name, "skip")
         cosmos_upsample_fix.install()  # no arguments: the environment's value
     caplog.set_level(logging.INFO)
     upsampler = make_upsampler(ckpt, offload=True)

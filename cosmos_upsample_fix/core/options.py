@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS, Limits
 from cosmos_upsample_fix.errors import PolicySpecError
 
@@ -30,10 +31,8 @@ OnError = Literal["raise", "fallback", "skip"]
 or keep the user's prompt unchanged and go on."""
 ON_ERROR_CHOICES: tuple[str, ...] = get_args(OnError)
 
-POLICY_ENV = "COSMOS_UPSAMPLER_POLICY"
-ON_ERROR_ENV = "COSMOS_UPSAMPLE_FIX_ON_ERROR"
-ENDPOINT_ENV = "COSMOS_UPSAMPLER_ENDPOINT"
-API_KEY_ENV = "COSMOS_UPSAMPLER_API_KEY"
+ENDPOINT_ENV = env.ENDPOINT.name  # read by remote/ and tools/cli.py until they read core.env
+API_KEY_ENV = env.API_KEY.name
 
 POLICY_HELP = "fit, none, max-side:N, max-pixels:N, scale:F or fixed:WxH"
 
@@ -249,14 +248,12 @@ class Options:
     def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Options:
         """``install()``'s edge: explicit arguments win over the environment, which wins over defaults.
 
-        Reads ``COSMOS_UPSAMPLER_POLICY``, ``COSMOS_UPSAMPLE_FIX_ON_ERROR`` and
-        ``COSMOS_UPSAMPLER_ENDPOINT``.
+        Reads :data:`~cosmos_upsample_fix.core.env.POLICY`, ``ON_ERROR`` and ``ENDPOINT``.
         """
-        env = os.environ if environ is None else environ
         values = dict(explicit)
-        for key, var in (("policy", POLICY_ENV), ("on_error", ON_ERROR_ENV), ("endpoint", ENDPOINT_ENV)):
-            if values.get(key) is None and env.get(var):
-                values[key] = env[var].strip()
+        for key, var in (("policy", env.POLICY), ("on_error", env.ON_ERROR), ("endpoint", env.ENDPOINT)):
+            if values.get(key) is None:
+                values[key] = var.get(environ)
         return cls.build(**values)
 
     def with_flags(self, policy: str | None = None, endpoint: str | None = None) -> Options:

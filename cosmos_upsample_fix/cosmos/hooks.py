@@ -17,7 +17,6 @@ every hook off, so the upsampler gets upstream's input unchanged.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,11 +24,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from cosmos_upsample_fix.core import env
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "cosmos_upsample_fix.preprocessors"
-DISABLE_ENV = "COSMOS_UPSAMPLE_FIX_DISABLE"
-ORDER_ENV = "COSMOS_UPSAMPLE_FIX_ORDER"
 DEFAULT_ORDER = 100
 BUDGET_FIT = "budget_fit"
 """The name of this package's built-in budget fitter (a hook of that name replaces it)."""
@@ -86,8 +85,8 @@ def unregister(name: str) -> None:
         _registered.pop(name, None)
 
 
-def _names(env: str) -> list[str]:
-    return [n.strip() for n in os.environ.get(env, "").split(",") if n.strip()]
+def _names(var: env.EnvVar) -> list[str]:
+    return [n.strip() for n in (var.get() or "").split(",") if n.strip()]
 
 
 def _from_entry_points() -> dict[str, Hook]:
@@ -126,10 +125,10 @@ def active_hooks() -> list[Hook]:
     hooks.update(discover() if discovered is None else discovered)
     with _lock:
         hooks.update(_registered)
-    disabled = set(_names(DISABLE_ENV))
+    disabled = set(_names(env.DISABLE))
     if disabled & {"all", "*"}:
         return []
-    first = _names(ORDER_ENV)
+    first = _names(env.ORDER)
     ranked = sorted(
         (h for h in hooks.values() if h.name not in disabled),
         key=lambda h: (first.index(h.name) if h.name in first else len(first), h.order, h.name),

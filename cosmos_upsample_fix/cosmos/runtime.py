@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS
-from cosmos_upsample_fix.core.options import ENDPOINT_ENV, ON_ERROR_ENV, POLICY_ENV, Options
+from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.cosmos import hooks, wrapping
 from cosmos_upsample_fix.cosmos import upsampler_call as calls
 from cosmos_upsample_fix.cosmos.hooks import UpsamplerInput
@@ -39,7 +39,7 @@ from cosmos_upsample_fix.cosmos.wrapping import TARGET_CLASS, TARGET_MODULE
 __all__ = [
     "install", "uninstall", "is_installed", "run_upsampler", "current_settings", "default_settings",
     "limits_for", "model_for", "budget_fit_preprocessor", "UPSTREAM_LIMITS", "TARGET_MODULE", "TARGET_CLASS",
-    "TARGET_METHOD", "POLICY_ENV", "ON_ERROR_ENV", "ENDPOINT_ENV", "FLAG",
+    "TARGET_METHOD", "FLAG",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ _settings: Options | None = None
 
 
 def default_settings() -> Options:
-    """Options from the environment (``COSMOS_UPSAMPLER_POLICY``, ``COSMOS_UPSAMPLE_FIX_ON_ERROR``, …)."""
+    """Options from the environment (``COSMOS_UPSAMPLE_FIX_POLICY``, ``…_ON_ERROR``, ``…_ENDPOINT``)."""
     return Options.from_env()
 
 

@@ -7,7 +7,7 @@
 It installs the hooks on ``PixtralPromptUpsampler``, removes its own flags, and runs SCRIPT
 as ``__main__`` with the remaining arguments, the way ``python SCRIPT ARGS...`` would
 (``sys.argv`` and ``sys.path[0]`` set alike). Without the flags the policy is
-``$COSMOS_UPSAMPLER_POLICY`` or ``fit`` and the endpoint ``$COSMOS_UPSAMPLER_ENDPOINT`` (none:
+``$COSMOS_UPSAMPLE_FIX_POLICY`` or ``fit`` and the endpoint ``$COSMOS_UPSAMPLE_FIX_ENDPOINT`` (none:
 the local engine); ``$COSMOS_UPSAMPLE_FIX_ON_ERROR`` (``raise``, ``fallback`` or ``skip``)
 sets what a failure does. A missing script or module, or a script whose environment lacks
 torch or Cosmos, ends in one line on stderr (status 2 and 1), not a traceback.
@@ -20,6 +20,7 @@ import runpy
 import sys
 from collections.abc import Sequence
 
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.cosmos.runtime import install
 from cosmos_upsample_fix.errors import UpsampleFixError
 
@@ -31,7 +32,6 @@ USAGE = (
     "[--upsampler_policy SPEC] [--upsampler_endpoint URL] ARGS..."
 )
 PROG = "cosmos_upsample_fix.launch"
-DEBUG_ENV = "COSMOS_UPSAMPLE_FIX_DEBUG"
 ENVIRONMENT_MODULES = ("torch", "vllm", "cosmos_transfer1", "transformers", "mistral_common", "av", "cv2")
 """Top-level packages whose absence means the script runs in the wrong Python environment."""
 
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as exc:
         missing = _missing_environment(exc)
-        if missing is None or os.environ.get(DEBUG_ENV):
+        if missing is None or env.DEBUG.get():
             raise
         print(
             f"{PROG}: error: {target} needs {missing!r}, which this Python ({sys.executable}) cannot import; "
