@@ -29,6 +29,8 @@ setup(
         # mistral_common needs OpenCV to tokenize images (the demo's and tests' exact cross-check)
         "demo": ["opencv-python-headless>=4.8"],
         "bench": ["opencv-python-headless>=4.8"],
+        # the documentation site (docs/, mkdocs.yml; built with `mkdocs build --strict` in CI)
+        "docs": ["mkdocs>=1.6,<2"],
     },
     entry_points={
         "console_scripts": ["cosmos-upsample-fix=cosmos_upsample_fix.tools.cli:main"],
