@@ -186,9 +186,44 @@ def cosmos_checkpoint(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def module_checkpoint(tmp_path_factory) -> Path:
+def ckpt(tmp_path_factory) -> Path:
     """One checkpoint folder per test module (the plugin caches its tokenizer per file)."""
     return make_checkpoint(tmp_path_factory.mktemp("checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The embedded Pixtral-12B tokenizer, loaded once (what vLLM counts with)."""
+    from cosmos_upsample_fix.planning.tokenizer import load_model
+
+    return load_model()
+
+
+@pytest.fixture
+def clean_plugin(monkeypatch):
+    """No plugin variables from the outside; uninstalled before and after, and the hooks named in
+    the yielded list unregistered afterwards."""
+    from cosmos_upsample_fix.core import env
+    from cosmos_upsample_fix.cosmos import hooks, runtime
+
+    for var in env.ALL:
+        for name in (var.name, *var.old):
+            monkeypatch.delenv(name, raising=False)
+    runtime.uninstall()
+    registered: list[str] = []
+    yield registered
+    runtime.uninstall()
+    for name in registered:
+        hooks.unregister(name)
+
+
+@pytest.fixture
+def server():
+    """The stand-in ``vllm serve`` (real HTTP on 127.0.0.1, mistral_common counts, vLLM's 400 text)."""
+    from openai_server import StandInServer
+
+    with StandInServer() as running:
+        yield running
 
 
 @pytest.fixture
@@ -218,6 +253,14 @@ def torchrun_env(monkeypatch):
 
 # ----------------------------------------------------------------------------- clips
 from clips import make_clip as _make_clip  # noqa: E402  # tests/clips.py (pytest puts tests/ on sys.path)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[tuple[int, int], Path]:
+    """3-frame clips shared by a module, in a folder of their own: {(w, h): path}."""
+    folder = tmp_path_factory.mktemp("clips")
+    sizes = [(1280, 704), (640, 480), (320, 240)]
+    return {size: Path(_make_clip(folder / f"clip_{size[0]}x{size[1]}.mp4", *size, frames=3)) for size in sizes}
 
 
 @pytest.fixture

@@ -35,11 +35,6 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_model()
-
-
 def _random_sizes(n: int, seed: int = 1234) -> list[tuple[int, int]]:
     rng = random.Random(seed)
     fixed = [(1, 4000), (4000, 1), (1, 1), (2, 4000), (4000, 2), (1023, 1025), (1024, 1024), (1025, 1024),

@@ -80,27 +80,9 @@ def engine_view(call) -> dict:
 
 
 # ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def ckpt(module_checkpoint):
-    return module_checkpoint
 
 
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    """3-frame clips shared by the module: {(w, h): path}."""
-    from clips import make_clip
-
-    folder = tmp_path_factory.mktemp("clips")
-    return {size: Path(make_clip(folder / f"clip_{size[0]}x{size[1]}.mp4", *size, frames=3)) for size in (BIG, SMALL)}
-
-
-@pytest.fixture(autouse=True)
-def clean_plugin(monkeypatch):
-    for name in (env.POLICY.name, env.ON_ERROR.name, env.DISABLE.name, env.ORDER.name):
-        monkeypatch.delenv(name, raising=False)
-    runtime.uninstall()
-    yield
-    runtime.uninstall()
+pytestmark = pytest.mark.usefixtures("clean_plugin")  # no outside settings; uninstalled before and after
 
 
 @pytest.fixture
@@ -382,12 +364,6 @@ def test_a_refused_policy_stops_before_the_offloaded_model_loads(ways, ckpt, cli
 
 
 # ----------------------------------------------------------------------------- endpoint mode
-@pytest.fixture
-def server():
-    from openai_server import StandInServer
-
-    with StandInServer() as running:
-        yield running
 
 
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])

@@ -31,7 +31,7 @@ from PIL import Image
 from cosmos_upsample_fix.core.budget import ImageGrid, Limits, count_request, image_grid, min_image_tokens, presized
 from cosmos_upsample_fix.core.policies import parse_policy, plan_sizes
 from cosmos_upsample_fix.errors import BudgetError
-from cosmos_upsample_fix.planning.tokenizer import clamps_to_one_pixel, load_model
+from cosmos_upsample_fix.planning.tokenizer import clamps_to_one_pixel
 
 # Pixtral-12B (tekken_240911.json), with the installed mistral_common's rounding rule
 GRID = ImageGrid(patch_size=16, max_image_size=1024, clamps_to_one_pixel=clamps_to_one_pixel())
@@ -219,11 +219,6 @@ test_bounded_policies_stay_in_bounds_and_fit, test_bounded_policies_full = ci_an
 
 
 # --------------------------------------------------------------------------- end to end through mistral_common
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model()
 
 
 def prompt_of(k: int) -> str:

@@ -40,32 +40,9 @@ UPSAMPLER_MODULE = runtime.TARGET_MODULE
 
 
 # ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def ckpt(module_checkpoint):
-    return module_checkpoint
 
 
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    """Small clips shared by the module: {(w, h): path}, in a folder of their own."""
-    from clips import make_clip
-
-    folder = tmp_path_factory.mktemp("clips")
-    sizes = [(1280, 704), (640, 480), (320, 240)]
-    return {size: Path(make_clip(folder / f"clip_{size[0]}x{size[1]}.mp4", *size, frames=3)) for size in sizes}
-
-
-@pytest.fixture(autouse=True)
-def clean_plugin(monkeypatch):
-    """No plugin variables from the outside; uninstalled and hooks removed afterwards."""
-    for name in (env.POLICY.name, env.ON_ERROR.name, env.DISABLE.name, env.ORDER.name):
-        monkeypatch.delenv(name, raising=False)
-    runtime.uninstall()
-    registered: list[str] = []
-    yield registered
-    runtime.uninstall()
-    for name in registered:
-        hooks.unregister(name)
+pytestmark = pytest.mark.usefixtures("clean_plugin")  # no outside settings; uninstalled before and after
 
 
 @pytest.fixture
@@ -806,12 +783,6 @@ def test_skip_after_the_load_when_the_engine_cannot_take_the_fixed_size(standin,
 
 
 # ----------------------------------------------------------------------------- endpoint mode
-@pytest.fixture
-def server():
-    from openai_server import StandInServer
-
-    with StandInServer() as running:
-        yield running
 
 
 @pytest.mark.parametrize("offload", [True, False])
