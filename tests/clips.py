@@ -19,6 +19,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,13 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 """The ``shared/`` folder beside the repository (real upstream clips and reference files);
 tests that use it skip where it is absent."""
 SHARED_VIDEOS = SHARED / "videos"
+SHARED_CLIPS = sorted(SHARED_VIDEOS.glob("*.mp4")) if SHARED_VIDEOS.is_dir() else []
+"""The real clips there (upstream Cosmos-Transfer1 sample and control videos), by name."""
+needs_shared_videos = pytest.mark.skipif(
+    not SHARED_CLIPS,
+    reason=f"{SHARED_VIDEOS} is absent: the real Cosmos-Transfer1 sample clips are read from shared/videos "
+    "beside the repository, never stored in it",
+)
 
 MARKER_DIGITS = 4
 """Number of marker blocks, so up to ``total_levels ** 4`` distinct indices."""

@@ -18,9 +18,27 @@ from hypothesis import strategies as st
 from PIL import Image
 
 try:  # tests/ is on sys.path in pytest's default (prepend) import mode
-    from clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_faststart, make_image, remux
+    from clips import (
+        SHARED_VIDEOS,
+        frame_marker,
+        make_audio,
+        make_clip,
+        make_faststart,
+        make_image,
+        needs_shared_videos,
+        remux,
+    )
 except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the repo root
-    from tests.clips import SHARED_VIDEOS, frame_marker, make_audio, make_clip, make_faststart, make_image, remux
+    from tests.clips import (
+        SHARED_VIDEOS,
+        frame_marker,
+        make_audio,
+        make_clip,
+        make_faststart,
+        make_image,
+        needs_shared_videos,
+        remux,
+    )
 
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
 from cosmos_upsample_fix.media.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
@@ -637,7 +655,7 @@ SHARED_TABLE = {
     "regional_prompt_depth_1080p.mp4": (1920, 1080, 121),
 }
 
-needs_shared = pytest.mark.skipif(not SHARED_VIDEOS.is_dir(), reason=f"{SHARED_VIDEOS} is absent")
+needs_shared = needs_shared_videos
 
 
 @needs_shared

@@ -25,6 +25,7 @@ if "standin" in getattr(vllm, "__version__", "standin"):
     pytest.skip("the test stand-in, not vLLM", allow_module_level=True)
 
 from clips import SHARED_VIDEOS as SHARED  # noqa: E402
+from clips import needs_shared_videos  # noqa: E402
 from vllm_support import build_engine, model_folder, upstream_frames, upstream_message  # noqa: E402
 
 from cosmos_upsample_fix.core.budget import Limits  # noqa: E402
@@ -109,7 +110,7 @@ def test_generated_clip(engine, clips, width, height, frames, prompt, tmp_path):
     assert figures["refused"] == over
 
 
-@pytest.mark.skipif(not REAL, reason="the shared sample clips are not here")
+@needs_shared_videos
 @pytest.mark.parametrize("name", REAL)
 def test_real_clip(engine, name, tmp_path):
     figures = check(engine, SHARED / name, PROMPT, tmp_path)
