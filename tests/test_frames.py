@@ -13,32 +13,19 @@ import av
 import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
+from clips import (
+    SHARED_VIDEOS,
+    frame_marker,
+    make_audio,
+    make_clip,
+    make_faststart,
+    make_image,
+    needs_shared_videos,
+    remux,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-
-try:  # tests/ is on sys.path in pytest's default (prepend) import mode
-    from clips import (
-        SHARED_VIDEOS,
-        frame_marker,
-        make_audio,
-        make_clip,
-        make_faststart,
-        make_image,
-        needs_shared_videos,
-        remux,
-    )
-except ImportError:  # pragma: no cover - e.g. --import-mode=importlib from the repo root
-    from tests.clips import (
-        SHARED_VIDEOS,
-        frame_marker,
-        make_audio,
-        make_clip,
-        make_faststart,
-        make_image,
-        needs_shared_videos,
-        remux,
-    )
 
 from cosmos_upsample_fix.errors import InputError, PolicySpecError, UpsampleFixError
 from cosmos_upsample_fix.media.frames import SELECTIONS, Frame, VideoInfo, probe, read_frames, select_indices
