@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -319,3 +320,61 @@ def test_table_matches_the_exact_count(capsys):
         count = model.count([size, size], PROMPT, Limits())
         assert int(cells[1]) == count.tokens_per_frame[0] and int(cells[2]) == count.prompt_tokens
     assert main(["table", "12by7"]) == 2
+
+
+def test_defaults_and_choices_come_from_the_core(monkeypatch):
+    """The parser spells no limit or choice of its own: upstream's limits and the selection list."""
+    from cosmos_upsample_fix.core.budget import Limits
+    from cosmos_upsample_fix.core.options import SELECTIONS
+    from cosmos_upsample_fix.tools import cli
+
+    monkeypatch.setattr(cli, "UPSTREAM_LIMITS", Limits(max_model_len=8192, reserved_output_tokens=512, max_images=3))
+    args = cli.build_parser().parse_args(["inspect", "x.mp4"])
+    assert (args.max_model_len, args.reserve_output, args.max_images) == (8192, 512, 3)
+    monkeypatch.setattr(cli, "SELECTIONS", ("first", "ends"))
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["inspect", "x.mp4", "--select", "uniform"])
+    assert SELECTIONS == ("first", "uniform", "ends")
+
+
+@pytest.mark.parametrize("command", ["inspect", "prepare", "hint", "upsample"])
+def test_video_arguments_have_help(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert re.search(r"^  VIDEO[ \t]+\w", out, re.M), out
+
+
+@pytest.mark.parametrize("action", ["apply", "check", "revert"])
+def test_patch_errors_carry_the_prefix(capsys, tmp_path, action):
+    assert main(["patch", action, str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1
+    assert lines[0].startswith("cosmos-upsample-fix: error: ") and "cosmos_transfer1" in lines[0]
+
+
+def test_table_json_is_json(capsys):
+    from cosmos_upsample_fix.core.budget import Limits
+    from cosmos_upsample_fix.planning.tokenizer import load_model
+
+    assert main(["table", "1280x704", "640x480", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["limits"]["prompt_budget"] == 3796 and data["policy"] == "fit" and data["frames"] == 2
+    wide, small = data["rows"]
+    count = load_model().count([(1280, 704)] * 2, PROMPT, Limits())
+    assert wide["size"] == [1280, 704] and wide["tokens_per_frame"] == count.tokens_per_frame[0]
+    assert wide["upstream"]["prompt_tokens"] == count.prompt_tokens == 4699 and wide["upstream"]["fits"] is False
+    assert wide["planned"]["size"] == [928, 512] and wide["planned"]["prompt_tokens"] == 3795
+    assert small["upstream"]["fits"] is True and small["planned"]["size"] == [640, 480]
+
+
+def test_a_warning_has_one_prefix_and_names_the_cli_option(wide):
+    """The planner's small-frames warning, as the console script shows it after a plan that fits."""
+    done = subprocess.run([sys.executable, "-m", "cosmos_upsample_fix", "inspect", str(wide),
+                           "--prompt", "robot arm " * 1750], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cosmos-upsample-fix: warning: ")
+    assert lines[0].count("cosmos-upsample-fix") == 1
+    assert "--frames 1" in lines[0] and "frames=1" not in lines[0]

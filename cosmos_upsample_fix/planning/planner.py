@@ -184,15 +184,18 @@ def original_sizes(source: Any, info: VideoInfo) -> tuple[list[Size], tuple[int,
     return [(info.width, info.height)] * n, tuple(range(n))
 
 
-def _warn_if_small(plan: Plan, sizes: Sequence[Size]) -> None:
-    """A WARNING when the plan shrank a frame below :data:`SMALL_SIDE` on its long side."""
+def _warn_if_small(plan: Plan, sizes: Sequence[Size], one_frame: str) -> None:
+    """A WARNING when the plan shrank a frame below :data:`SMALL_SIDE` on its long side.
+
+    ``one_frame`` is how the caller's user asks for one frame (``frames=1``, ``--frames 1``).
+    """
     planned = plan.planned.frame_sizes
     if list(planned) == list(sizes) or max(max(s) for s in planned) >= SMALL_SIDE:
         return
     log.warning(
         "cosmos-upsample-fix: the frames were shrunk to %s (long side under %d px) because the prompt itself "
-        "takes %d of the %d tokens available; use a shorter prompt, or send one frame (frames=1), for more detail",
-        "x".join(map(str, planned[0])), SMALL_SIDE, plan.planned.text_tokens, plan.limits.prompt_budget,
+        "takes %d of the %d tokens available; use a shorter prompt, or send one frame (%s), for more detail",
+        "x".join(map(str, planned[0])), SMALL_SIDE, plan.planned.text_tokens, plan.limits.prompt_budget, one_frame,
     )
 
 
@@ -204,6 +207,7 @@ def plan_frames(
     limits: Limits | None = None,
     model: UpsamplerModel | None = None,
     flag: str = "--policy",
+    one_frame: str = "frames=1",
 ) -> PlannedFrames:
     """Read the selected frames of ``source`` and downsize them so the request fits.
 
@@ -211,7 +215,8 @@ def plan_frames(
     ``options`` says how (policy, selection, frame count: ``None`` is up to upstream's two,
     fewer when the input has fewer; an explicit count the input cannot meet is an
     InputError); ``limits`` defaults to the options' limits and ``model`` to the options'
-    checkpoint folder (or the bundled tokenizer). ``flag`` is the option a refusal names.
+    checkpoint folder (or the bundled tokenizer). ``flag`` is the option a refusal names,
+    ``one_frame`` how the caller's user asks for one frame (named by the small-frames warning).
     Raises :class:`~cosmos_upsample_fix.errors.UpsampleFixError` subclasses on bad input or
     when nothing can fit; never sends or writes anything.
     """
@@ -245,7 +250,7 @@ def plan_frames(
         frame_indices=tuple(f.index for f in picked),
     )
     log.debug("planned %s for %r", plan.summary(), effective_prompt(prompt)[:60])
-    _warn_if_small(plan, sizes)
+    _warn_if_small(plan, sizes, one_frame)
     return PlannedFrames(plan, resize_all(images, targets))
 
 

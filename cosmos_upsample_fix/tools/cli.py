@@ -19,31 +19,38 @@ from pathlib import Path
 from typing import Any
 
 from cosmos_upsample_fix import __version__
-from cosmos_upsample_fix.core.options import ENDPOINT_ENV, Options
+from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS
+from cosmos_upsample_fix.core.options import ENDPOINT_ENV, SELECTIONS, Options
 from cosmos_upsample_fix.errors import UpsampleFixError
 from cosmos_upsample_fix.planning.planner import UPSTREAM_FRAMES, Plan, PlannedFrames, plan_frames
-from cosmos_upsample_fix.tools.report import format_report
+from cosmos_upsample_fix.tools.report import ONE_FRAME, format_report
 from cosmos_upsample_fix.tools.scan import local_only
 
 PROG = "cosmos-upsample-fix"
 DEMO_PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 TABLE_SIZES = ("320x180", "640x480", "928x510", "960x540", "960x704", "1280x704", "1280x720", "1920x1080",
                "3840x2160", "1280x800", "1024x1024", "882x1568")
+VIDEO_HELP = "a video, an image, or several images (one frame each)"
 SIGPIPE_STATUS = 141
 """128 + SIGPIPE: what a shell reports for a program whose reader closed the pipe."""
 
 
 def _common(parser: argparse.ArgumentParser, prompt: str | None = "") -> None:
+    limits = UPSTREAM_LIMITS
     parser.add_argument("--prompt", default=prompt, help="the prompt to upsample (empty: upstream's default text)")
     parser.add_argument("--policy", default="fit",
                         help="fit (default), max-side:N, max-pixels:N, scale:F, fixed:WxH, none")
     parser.add_argument("--frames", type=int, default=None,
-                        help="frames to send (default: up to 2, as upstream; fewer when the input has fewer)")
-    parser.add_argument("--select", default="first", choices=("first", "uniform", "ends"),
-                        help="which frames (default first)")
-    parser.add_argument("--max-model-len", type=int, default=4096, help="the engine's context length (default 4096)")
-    parser.add_argument("--reserve-output", type=int, default=300, help="tokens kept for the answer (default 300)")
-    parser.add_argument("--max-images", type=int, default=2, help="images the engine allows per prompt (default 2)")
+                        help=f"frames to send (default: up to {limits.max_images}, as upstream; fewer when the "
+                             "input has fewer); of several images, --frames N sends N of them, picked by --select")
+    parser.add_argument("--select", default=SELECTIONS[0], choices=SELECTIONS,
+                        help=f"which frames (default {SELECTIONS[0]})")
+    parser.add_argument("--max-model-len", type=int, default=limits.max_model_len,
+                        help=f"the engine's context length (default {limits.max_model_len})")
+    parser.add_argument("--reserve-output", type=int, default=limits.reserved_output_tokens,
+                        help=f"tokens kept for the answer (default {limits.reserved_output_tokens})")
+    parser.add_argument("--max-images", type=int, default=limits.max_images,
+                        help=f"images the engine allows per prompt (default {limits.max_images})")
     parser.add_argument("--checkpoint-dir", help="upstream's checkpoint folder or the upsampler model folder")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -55,25 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="what upstream would send, and what the policy plans")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="a video, an image, or several images (one frame each)")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("--preview", metavar="OUT.png",
                    help="also draw the first frame as the model sees it (plan, 320x180 hint, upstream)")
     _common(p)
 
     p = sub.add_parser("prepare", help="write the frames the upsampler would receive as PNG files")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("--out-dir", required=True, help="folder for the PNG files (created if missing; never overwritten)")
     _common(p)
 
     p = sub.add_parser("hint", help="write a small mp4 that fits, for the standalone upsampler")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("-o", "--output", required=True,
                    help="the mp4 to write (never overwritten); a folder (or a name ending in /) gets NAME_hint.mp4; "
                         "missing folders are created")
     _common(p)
 
     p = sub.add_parser("upsample", help="send the fitted request to an upsampler server, print its prompt")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("--endpoint",
                    help=f"the server's OpenAI base URL, e.g. http://HOST:8000/v1 (default: ${ENDPOINT_ENV})")
     _common(p)
@@ -125,7 +132,8 @@ def _plan(args: argparse.Namespace, inputs: Sequence[str] | str) -> PlannedFrame
     from cosmos_upsample_fix.planning.tokenizer import load_model
 
     options = _options(args)
-    return plan_frames(_source(inputs), args.prompt, options, model=load_model(options.checkpoint_dir))
+    return plan_frames(_source(inputs), args.prompt, options, model=load_model(options.checkpoint_dir),
+                       one_frame=ONE_FRAME)
 
 
 def _emit(args: argparse.Namespace, plan: Plan, extra: dict[str, Any] | None = None, text: str = "") -> int:
@@ -147,7 +155,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     options = _options(args)
     path = render_preview(_source(args.inputs), args.prompt, options, args.preview,
-                          model=load_model(options.checkpoint_dir), limits=planned.plan.limits)
+                          model=load_model(options.checkpoint_dir), planned=planned)
     return _emit(args, planned.plan, {"preview": str(path)}, f"preview:  {path}")
 
 
@@ -282,12 +290,13 @@ def _demo_in(args: argparse.Namespace, out: Path) -> int:
 def _table(args: argparse.Namespace) -> int:
     from cosmos_upsample_fix.core.options import parse_size
     from cosmos_upsample_fix.planning.tokenizer import load_model
-    from cosmos_upsample_fix.tools.report import token_table
+    from cosmos_upsample_fix.tools.report import token_rows, token_table
 
     options = _options(args)
     sizes = [parse_size(text) for text in args.sizes or TABLE_SIZES]
     model = load_model(options.checkpoint_dir)
-    print(token_table(model, options.limits(), options.policy, sizes, args.frames or UPSTREAM_FRAMES, args.prompt))
+    table = token_rows(model, options.limits(), options.policy, sizes, args.frames or UPSTREAM_FRAMES, args.prompt)
+    print(json.dumps(table, indent=2) if args.json else token_table(table))
     return 0
 
 
@@ -298,19 +307,31 @@ def _patch(args: argparse.Namespace) -> int:
 
     if args.action == "check":
         status = check(args.cosmos_dir)
-        print(status.message, file=sys.stderr if status.state is PatchState.MISMATCH else sys.stdout)
+        if status.state is PatchState.MISMATCH:  # an error line like every command's
+            print(f"{PROG}: error: {status.message}", file=sys.stderr)
+        else:
+            print(status.message)
         return int(status.state)
     try:
         changed = apply(args.cosmos_dir) if args.action == "apply" else revert(args.cosmos_dir)
     except PatchError as exc:
-        print(f"{args.action} failed: {exc}", file=sys.stderr)
-        return 2
+        raise PatchError(f"{args.action} failed: {exc}") from None
     if not changed:
         print(f"nothing to do: {args.cosmos_dir} is {'already patched' if args.action == 'apply' else 'not patched'}")
         return 0
     names = ", ".join(str(Path(p).relative_to(args.cosmos_dir)) for p in changed)
     print(f"{'patched' if args.action == 'apply' else 'reverted'} {len(changed)} files in {args.cosmos_dir}: {names}")
     return 0
+
+
+class _LogLine(logging.Formatter):
+    """``cosmos-upsample-fix: warning: MESSAGE``: one prefix, where the library's own lines carry
+    one for Cosmos's log already; the level in lower case, as in ``error:``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        own = f"{PROG}: "
+        return f"{own}{record.levelname.lower()}: {message.removeprefix(own)}"
 
 
 class _HeldWarnings(logging.Handler):
@@ -348,7 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
         except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (e.g. replaced by a caller)
             pass
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    console = logging.StreamHandler()
+    console.setFormatter(_LogLine())
+    logging.basicConfig(level=logging.WARNING, handlers=[console])
     handlers = {"inspect": _inspect, "prepare": _prepare, "hint": _hint, "upsample": _upsample, "scan": _scan,
                 "demo": _demo, "table": _table, "patch": _patch}
     package_log = logging.getLogger("cosmos_upsample_fix")

@@ -383,15 +383,20 @@ def render_preview(
     *,
     model: UpsamplerModel | None = None,
     limits: Limits | None = None,
+    planned: PlannedFrames | None = None,
+    one_frame: str = "frames=1",
 ) -> Path:
     """Plan ``source`` and draw its first frame as the model sees it (plan, hint, upstream) to ``out_path``.
 
-    Raises what :func:`~cosmos_upsample_fix.planning.planner.plan_frames` raises, and InputError when
+    ``planned`` is a plan of ``source`` already made (then it is not planned again);
+    ``one_frame`` is passed to the planner. Raises what
+    :func:`~cosmos_upsample_fix.planning.planner.plan_frames` raises, and InputError when
     ``out_path`` exists (never overwritten) or cannot be written.
     """
     options = options or Options()
     model = model or load_model(options.checkpoint_dir)
-    planned = plan_frames(source, prompt, options, limits=limits, model=model)
+    if planned is None:
+        planned = plan_frames(source, prompt, options, limits=limits, model=model, one_frame=one_frame)
     panels = preview_panels(planned, source, prompt, model)
     canvas = draw_preview(panels, _header(planned), planned.plan.planned_size, model.grid)
     return _save(canvas, panels, out_path)

@@ -26,6 +26,7 @@ from cosmos_upsample_fix.media.frames.selection import frames_phrase
 from cosmos_upsample_fix.media.frames.stills import still_image_error
 from cosmos_upsample_fix.planning.planner import SMALL_SIDE, Plan, frame_request, original_sizes
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, load_model
+from cosmos_upsample_fix.tools.report import ONE_FRAME
 
 VIDEO_SUFFIXES = frozenset(".mp4 .mov .m4v .mkv .webm .avi .mpg .mpeg .ts .mts .wmv .flv .gif".split())
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .webp .tif .tiff".split())
@@ -138,7 +139,8 @@ def plan_item(job: Job, model: UpsamplerModel | None = None) -> dict[str, Any]:
         if job.preview is not None:
             from cosmos_upsample_fix.tools.preview import render_preview
 
-            render_preview(item.input, item.prompt, job.options, job.preview, model=model, limits=plan.limits)
+            render_preview(item.input, item.prompt, job.options, job.preview, model=model, limits=plan.limits,
+                           one_frame=ONE_FRAME)
             row["preview"] = job.preview
     except UpsampleFixError as exc:
         return {**row, "error": str(exc)}
