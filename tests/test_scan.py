@@ -21,7 +21,8 @@ from cosmos_upsample_fix.tools.cli import main
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 
-EXTRA = {"input", "source", "prompt", "control", "generated", "note", "pixels_kept", "preview", "upsampler"}
+EXTRA = {"input", "source", "prompt", "control", "generated", "note", "pixels_kept", "preview", "preview_error",
+         "upsampler"}
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +272,43 @@ def test_preview_dir_holds_one_png_per_planned_item(capsys, folder, tmp_path):
     assert all("preview" not in r for r in rows if "error" in r)
     with Image.open(made[0]) as image:
         assert image.format == "PNG" and image.width > rows[0]["planned"]["width"]
+
+
+def test_a_second_preview_run_into_the_same_folder(capsys, folder, tmp_path):
+    """Previews already there: new numbered names beside them; every row and the summary as the first run's."""
+    argv = [str(folder / "wide.mp4"), str(folder / "deep" / "small.mkv"), "--preview-dir", str(tmp_path / "p"),
+            "--prompt", PROMPT]
+    code, first = scan_rows(capsys, *argv)
+    kept = {p: p.read_bytes() for p in (tmp_path / "p").iterdir()}
+    assert code == 0 and len(kept) == 2
+    code, second = scan_rows(capsys, *argv)
+    assert code == 0 and all("error" not in row and "preview_error" not in row for row in second)
+    assert [{k: v for k, v in r.items() if k != "preview"} for r in second] == [
+        {k: v for k, v in r.items() if k != "preview"} for r in first]
+    assert [Path(r["preview"]).name for r in second] == ["001_wide-2.png", "002_small-2.png"]
+    assert all(Path(r["preview"]).is_file() for r in second)
+    assert {p: p.read_bytes() for p in kept} == kept  # the first run's files untouched
+    assert main(["scan", *argv]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("1 of 2 items would stop upstream's upsampler; all fit with `fit`")
+
+
+def test_a_preview_that_cannot_be_written_leaves_the_plan_alone(capsys, folder, tmp_path, monkeypatch):
+    from cosmos_upsample_fix.errors import InputError
+    from cosmos_upsample_fix.tools import preview
+
+    def fail(*_args, **_kwargs):
+        raise InputError("cannot write p.png: No space left on device")
+
+    monkeypatch.setattr(preview, "render_preview", fail)
+    argv = [str(folder / "wide.mp4"), "--preview-dir", str(tmp_path / "p"), "--prompt", PROMPT, "-j", "1"]
+    code, rows = scan_rows(capsys, *argv)
+    _, expected = inspect_json(capsys, str(folder / "wide.mp4"), "--prompt", PROMPT)
+    assert code == 0 and "error" not in rows[0] and "No space left" in rows[0]["preview_error"]
+    assert plan_fields({k: v for k, v in rows[0].items() if k != "preview_error"}) == {
+        k: v for k, v in expected.items() if k != "source"}
+    assert main(["scan", *argv]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "928x512" in out[1] and any("preview not written" in line and "No space left" in line for line in out)
+    assert out[-1].startswith("1 of 1 item would stop upstream's upsampler; all fit with `fit`")
+    assert out[-1].endswith("1 preview not written")

@@ -18,7 +18,6 @@ import numpy as np
 from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS, ImageGrid, Limits, RequestCount, Size
 from cosmos_upsample_fix.core.options import Options, Policy
 from cosmos_upsample_fix.core.policies import plan_sizes
-from cosmos_upsample_fix.errors import InputError
 from cosmos_upsample_fix.media.frames import VideoInfo, probe, read_frames
 from cosmos_upsample_fix.media.frames.selection import check_selection
 from cosmos_upsample_fix.media.images import resize, write_png
@@ -133,15 +132,7 @@ class PlannedFrames:
         paths: list[Path] = []
         try:
             for i, image in enumerate(self.images, start=1):
-                path = out / f"{stem}_{i}.png"
-                try:
-                    paths.append(write_png(image, path, level))
-                except FileExistsError:
-                    raise InputError(
-                        f"{path} already exists; not overwriting it (choose an empty --out-dir)"
-                    ) from None
-                except OSError as exc:
-                    raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+                paths.append(write_png(image, out / f"{stem}_{i}.png", level))  # InputError: exists, unwritable
         except BaseException:
             for written in paths:
                 written.unlink(missing_ok=True)

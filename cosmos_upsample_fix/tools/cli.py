@@ -245,8 +245,8 @@ def _scan(args: argparse.Namespace) -> int:
     else:
         print(table(rows))
         print(summary(rows, options.policy.spec))
-    errors = [row["error"] for row in rows if "error" in row]
-    if any(error.startswith("internal error") for error in errors):
+    errors = [row["error"] for row in rows if "error" in row]  # the items decide; a preview not written does not
+    if any(error.startswith("internal error") for error in errors + [r.get("preview_error", "") for r in rows]):
         return 1
     return 2 if errors else 0
 

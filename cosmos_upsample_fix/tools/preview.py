@@ -30,6 +30,7 @@ from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.errors import InputError
 from cosmos_upsample_fix.media.frames import read_frames
 from cosmos_upsample_fix.media.images import resize
+from cosmos_upsample_fix.media.output import new_file
 from cosmos_upsample_fix.planning.planner import PlannedFrames, plan_frames
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, chunk_classes, load_model, mistral_common_version
 
@@ -351,8 +352,11 @@ def _header(planned: PlannedFrames) -> str:
     )
 
 
-def _save(canvas: Image.Image, panels: list[Panel], out_path: str | os.PathLike[str]) -> Path:
-    """Write the PNG with the figures as a text chunk; never overwrites; no partial file left."""
+def _save(canvas: Image.Image, panels: list[Panel], out_path: str | os.PathLike[str], free_name: bool = False) -> Path:
+    """Write the PNG with the figures as a text chunk; never overwrites; no partial file left.
+
+    ``free_name``: when ``out_path`` exists, write the first free numbered name beside it.
+    """
     path = Path(out_path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,19 +364,9 @@ def _save(canvas: Image.Image, panels: list[Panel], out_path: str | os.PathLike[
         raise InputError(f"cannot create the folder {path.parent} for the preview: {exc.strerror or exc}") from None
     info = PngImagePlugin.PngInfo()
     info.add_text(PNG_TEXT_KEY, json.dumps([p.figures() for p in panels]))
-    try:
-        handle = open(path, "xb")
-    except FileExistsError:
-        raise InputError(f"{path} already exists; not overwriting it (choose another preview file)") from None
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with handle:
-            canvas.save(handle, format="PNG", pnginfo=info, compress_level=1)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
+    with new_file(path, free_name) as (handle, written):
+        canvas.save(handle, format="PNG", pnginfo=info, compress_level=1)
+    return written
 
 
 def render_preview(
@@ -385,13 +379,15 @@ def render_preview(
     limits: Limits | None = None,
     planned: PlannedFrames | None = None,
     one_frame: str = "frames=1",
+    free_name: bool = False,
 ) -> Path:
     """Plan ``source`` and draw its first frame as the model sees it (plan, hint, upstream) to ``out_path``.
 
     ``planned`` is a plan of ``source`` already made (then it is not planned again);
-    ``one_frame`` is passed to the planner. Raises what
+    ``one_frame`` is passed to the planner; ``free_name`` writes the first free numbered name
+    beside ``out_path`` when that exists (the path written is returned). Raises what
     :func:`~cosmos_upsample_fix.planning.planner.plan_frames` raises, and InputError when
-    ``out_path`` exists (never overwritten) or cannot be written.
+    ``out_path`` exists (never overwritten; without ``free_name``) or cannot be written.
     """
     options = options or Options()
     model = model or load_model(options.checkpoint_dir)
@@ -399,4 +395,4 @@ def render_preview(
         planned = plan_frames(source, prompt, options, limits=limits, model=model, one_frame=one_frame)
     panels = preview_panels(planned, source, prompt, model)
     canvas = draw_preview(panels, _header(planned), planned.plan.planned_size, model.grid)
-    return _save(canvas, panels, out_path)
+    return _save(canvas, panels, out_path, free_name)

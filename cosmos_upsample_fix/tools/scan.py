@@ -11,7 +11,7 @@ import gc
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -136,21 +136,41 @@ def plan_item(job: Job, model: UpsamplerModel | None = None) -> dict[str, Any]:
         if item.generated:  # upstream's generated control: a video of the input's first frames, same size
             info = replace(info, kind="video", frame_count=min(GENERATED_FRAMES, info.frame_count or 1))
         plan = plan_from_info(item.input, info, item.prompt, job.options, model)
-        if job.preview is not None:
-            from cosmos_upsample_fix.tools.preview import render_preview
-
-            render_preview(item.input, item.prompt, job.options, job.preview, model=model, limits=plan.limits,
-                           one_frame=ONE_FRAME)
-            row["preview"] = job.preview
     except UpsampleFixError as exc:
         return {**row, "error": str(exc)}
     except Exception as exc:  # a bug of ours, reported as ours; the scan goes on
-        return {**row, "error": "internal error: " + " ".join(f"{type(exc).__name__}: {exc}".split())}
+        return {**row, "error": _internal(exc)}
     data = plan.to_dict()
     source = data.pop("source")
     ow, oh = plan.original.frame_sizes[0]
     pw, ph = plan.planned.frame_sizes[0]
-    return {**row, **data, "input": source, "source": item.source, "pixels_kept": round(pw * ph / (ow * oh), 4)}
+    row = {**row, **data, "input": source, "source": item.source, "pixels_kept": round(pw * ph / (ow * oh), 4)}
+    if job.preview is not None:
+        row.update(_preview(job, plan, model))
+    return row
+
+
+def _internal(exc: BaseException) -> str:
+    return "internal error: " + " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _preview(job: Job, plan: Plan, model: UpsamplerModel) -> dict[str, str]:
+    """Draw the item's preview: ``{"preview": path}``, or ``{"preview_error": why}`` beside a sound plan.
+
+    A preview already there is kept; this one goes to the first free numbered name beside it.
+    """
+    from cosmos_upsample_fix.tools.preview import render_preview
+
+    item = job.item
+    assert item.input is not None and job.preview is not None
+    try:
+        path = render_preview(item.input, item.prompt, job.options, job.preview, model=model, limits=plan.limits,
+                              one_frame=ONE_FRAME, free_name=True)
+    except UpsampleFixError as exc:
+        return {"preview_error": str(exc)}
+    except Exception as exc:  # a bug of ours; the row's plan stands
+        return {"preview_error": _internal(exc)}
+    return {"preview": str(path)}
 
 
 ITEMS_PER_WORKER = 4
@@ -249,8 +269,8 @@ def _size(row: dict[str, Any], side: str) -> str:
     return f"{row[side]['width']}x{row[side]['height']}"
 
 
-def table(rows: Iterable[dict[str, Any]]) -> str:
-    """The text report: one line per item."""
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """The text report: one line per item, then a line per preview not written."""
     header = ["source", "upsampler reads", "size", "upstream", "fits", "plan", "tokens", "pixels kept"]
     lines = [header]
     for row in rows:
@@ -276,6 +296,8 @@ def table(rows: Iterable[dict[str, Any]]) -> str:
         if len(line) != len(header):
             text += "  " + line[2]
         out.append(text.rstrip())
+    out.extend(f"preview not written: {row['source']}: {row['preview_error']}" for row in rows
+               if "preview_error" in row)
     return "\n".join(out)
 
 
@@ -297,6 +319,9 @@ def summary(rows: Sequence[dict[str, Any]], policy: str) -> str:
         parts.append(f"{len(failed)} failed")
     if none:
         parts.append(f"{len(none)} without an upsampler")
+    unwritten = sum(1 for r in rows if "preview_error" in r)
+    if unwritten:
+        parts.append(f"{unwritten} {'preview' if unwritten == 1 else 'previews'} not written")
     return "; ".join(parts)
 
 
