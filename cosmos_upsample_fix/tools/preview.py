@@ -4,8 +4,8 @@ The first frame is drawn three ways, side by side at one scale (one model pixel 
 same number of picture pixels in every panel): as the model would see it under the plan,
 under the hand-made hint clip (the frame at 320 px on its long side, 320x180 for 16:9),
 and under upstream's request (the original frame), or, when that request does not fit, a
-panel saying by how many tokens. Each view is made by mistral_common's own image encoder
-(its size cap, its patch grid and its OpenCV cubic resize), the object vLLM calls. Each
+panel saying by how many tokens. Each view is made by mistral_common's own chat encoding
+(its size cap, its patch grid and its OpenCV cubic resize), which vLLM calls. Each
 panel is labelled with its size, its tokens and its PSNR against the original frame (the
 view scaled back to the original's size with OpenCV's cubic filter, as the benchmarks
 score it). The figures are also stored in the PNG as JSON (text key ``cosmos-upsample-fix``).
@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,13 @@ from cosmos_upsample_fix.media.frames import read_frames
 from cosmos_upsample_fix.media.images import resize
 from cosmos_upsample_fix.media.output import new_file
 from cosmos_upsample_fix.planning.planner import PlannedFrames, plan_frames
-from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, chunk_classes, load_model, mistral_common_version
+from cosmos_upsample_fix.planning.tokenizer import (
+    UpsamplerModel,
+    chunk_classes,
+    effective_prompt,
+    load_model,
+    mistral_common_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ PNG_TEXT_KEY = "cosmos-upsample-fix"
 
 HINT_LONG_SIDE = 320
 """The long side of the hand-made hint clip users make as a workaround (320x180 for 16:9)."""
+
+IDENTICAL = "PSNR: identical to the original pixels"
+"""The PSNR line of a view that is the original frame, pixel for pixel."""
 
 _MARGIN, _GAP, _PAD = 16, 16, 6
 _BACKGROUND, _INK, _FAINT, _ALERT = (255, 255, 255), (20, 20, 20), (110, 110, 110), (190, 30, 30)
@@ -79,50 +87,76 @@ class ModelView:
         return self.pixels.shape[1], self.pixels.shape[0]
 
 
-class _Encoder:
-    """mistral_common's ImageEncoder of a tokenizer, across its versions (1.5.4 to newest).
+CONSTANT_MODULES = ("mistral_common.tokens.tokenizers.image", "mistral_common.tokens.tokenizers.multimodal")
+"""Where mistral_common keeps ``DATASET_MEAN``/``DATASET_STD``: ``image`` from 1.8, ``multimodal`` before."""
 
-    The encoder is ``instruct_tokenizer.image_encoder`` from 1.8, ``mm_encoder`` before; it
-    takes an ``ImageChunk`` and returns the tokens and the resized pixels normalised with
-    the CLIP mean and standard deviation kept beside it, which we undo.
+
+def clip_constants() -> tuple[np.ndarray, np.ndarray]:
+    """The CLIP mean and standard deviation the encoder normalises with, as 3x1x1 arrays.
+
+    From the first of :data:`CONSTANT_MODULES` that has them (a missing one is logged at
+    debug level); AttributeError when none has.
+    """
+    for name in CONSTANT_MODULES:
+        try:
+            module = importlib.import_module(name)
+            mean, std = module.DATASET_MEAN, module.DATASET_STD
+        except (ImportError, AttributeError) as exc:
+            log.debug("preview: mistral_common %s: no normalisation constants in %s (%s)",
+                      mistral_common_version(), name, exc)
+            continue
+        return np.asarray(mean, np.float32)[:, None, None], np.asarray(std, np.float32)[:, None, None]
+    raise AttributeError(f"no DATASET_MEAN/DATASET_STD in {' or '.join(CONSTANT_MODULES)}")
+
+
+class _Encoder:
+    """The model's view of an image through mistral_common's public API (1.5.4 to newest).
+
+    ``MistralTokenizer.encode_chat_completion`` of one image and the text returns the tokens
+    and the image as the model receives it (resized, normalised with the CLIP mean and
+    standard deviation, which we undo). When that is not usable here (OpenCV missing, the
+    constants not found) the view is approximated with Pillow, and a warning says so.
     """
 
     def __init__(self, model: UpsamplerModel) -> None:
         self.model = model
-        self.encoder: Any = None
+        self.usable = True
         self.mean = self.std = np.zeros((3, 1, 1), np.float32)
         try:
-            instruct = model.tokenizer.instruct_tokenizer
-            encoder = getattr(instruct, "image_encoder", None) or getattr(instruct, "mm_encoder", None)
-            if encoder is None:
-                raise AttributeError("the tokenizer has no image encoder")
-            module = sys.modules.get(type(encoder).__module__) or importlib.import_module(type(encoder).__module__)
-            self.mean = np.asarray(module.DATASET_MEAN, np.float32)[:, None, None]
-            self.std = np.asarray(module.DATASET_STD, np.float32)[:, None, None]
-            self.encoder = encoder
-        except (AttributeError, ImportError) as exc:
+            self.mean, self.std = clip_constants()
+        except AttributeError as exc:
             self._note(exc)
 
     def _note(self, exc: BaseException) -> None:
         log.warning(
-            "preview: mistral_common %s's image encoder is not usable here (%s: %s); the model's view is "
+            "preview: mistral_common %s's image encoding is not usable here (%s: %s); the model's view is "
             "approximated with Pillow's cubic resize to the model's grid", mistral_common_version(),
             type(exc).__name__, exc,
         )
-        self.encoder = None
+        self.usable = False
+
+    def _encode(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+        """The normalised CHW image the model receives, and its tokens (the request's less the text's)."""
+        from mistral_common.protocol.instruct.messages import UserMessage
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+        image_chunk, _, text_chunk = chunk_classes()
+        content = [image_chunk(image=Image.fromarray(image)), text_chunk(text=effective_prompt(None))]
+        encoded = self.model.tokenizer.encode_chat_completion(ChatCompletionRequest(messages=[
+            UserMessage(content=content)]))
+        return np.asarray(encoded.images[0], np.float32), len(encoded.tokens) - self.model.text_tokens(None)
 
     def view(self, image: np.ndarray) -> ModelView:
         """``image`` (HxWx3 uint8 RGB) as the model sees it."""
-        if self.encoder is not None:
-            image_chunk = chunk_classes()[0]
+        if self.usable:
             try:
-                encoding = self.encoder(image_chunk(image=Image.fromarray(image)))
+                chw, tokens = self._encode(image)
             except ImportError as exc:  # OpenCV missing: mistral_common cannot resize
                 self._note(exc)
             else:
-                chw = np.asarray(encoding.image, np.float32) * self.std + self.mean
-                pixels = np.ascontiguousarray((chw * 255.0).transpose(1, 2, 0), dtype=np.float32)
-                return ModelView(pixels, len(encoding.tokens), True)
+                pixels = np.ascontiguousarray(((chw * self.std + self.mean) * 255.0).transpose(1, 2, 0),
+                                              dtype=np.float32)
+                return ModelView(pixels, tokens, True)
         size = model_pixels((image.shape[1], image.shape[0]), self.model.grid)
         count = self.model.count([(image.shape[1], image.shape[0])], "", Limits(max_model_len=10**9))
         resized = Image.fromarray(image).resize(size, Image.Resampling.BICUBIC)
@@ -170,7 +204,7 @@ class Panel:
     psnr: float | None = None
     note: str = ""
     identical: bool = False
-    """True when the view, rounded to 8 bits, is the original frame pixel for pixel."""
+    """True when the view, rounded to 8 bits, is the original frame pixel for pixel (its PSNR is then inf)."""
     box: list[int] | None = None
     """Where the picture is drawn: x, y, width, height in the PNG (set when drawn)."""
     by_encoder: bool = True
@@ -185,9 +219,10 @@ class Panel:
         lines.append(f"{self.frame_tokens} tokens/frame, request {self.request_tokens} of {self.budget}")
         if self.pixels is None:
             lines.append(self.note)
+        elif self.identical:  # a float round trip leaves ~1e-6 of noise: not "162.75 dB", but what it is
+            lines.append(IDENTICAL)
         else:
-            psnr = "inf" if self.psnr == math.inf else f"{self.psnr:.2f}"
-            lines.append(f"PSNR {psnr} dB" + (" (the original pixels)" if self.identical else ""))
+            lines.append(f"PSNR {self.psnr:.2f} dB")
         return lines
 
     def figures(self) -> dict[str, Any]:
@@ -228,6 +263,8 @@ def _panel(title: str, count: RequestCount, image: np.ndarray, reference: np.nda
     panel.psnr = psnr_against(reference, view)
     panel.pixels = np.clip(np.rint(view.pixels), 0, 255).astype(np.uint8)
     panel.identical = panel.pixels.shape == reference.shape and bool(np.array_equal(panel.pixels, reference))
+    if panel.identical:
+        panel.psnr = math.inf
     panel.by_encoder = view.by_encoder
     return panel
 
@@ -348,7 +385,8 @@ def _header(planned: PlannedFrames) -> str:
     return (
         f"{Path(plan.source.split(', ')[0]).name}: first frame ({original[0]}x{original[1]}) as the model sees it; "
         f"prompt budget {limits.prompt_budget} = max_model_len {limits.max_model_len} - "
-        f"{limits.reserved_output_tokens} for the answer; the prompt's text takes {plan.planned.text_tokens}"
+        f"{limits.reserved_output_tokens} for the answer; the prompt's text and chat template take "
+        f"{plan.planned.text_tokens} tokens"
     )
 
 
