@@ -11,12 +11,14 @@ import gc
 import multiprocessing
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from cosmos_upsample_fix.core.budget import accepts, model_pixels
 from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.core.policies import plan_sizes
 from cosmos_upsample_fix.cosmos.inputs import GENERATED_FRAMES, Item, specs_items
@@ -144,10 +146,27 @@ def plan_item(job: Job, model: UpsamplerModel | None = None) -> dict[str, Any]:
     source = data.pop("source")
     ow, oh = plan.original.frame_sizes[0]
     pw, ph = plan.planned.frame_sizes[0]
-    row = {**row, **data, "input": source, "source": item.source, "pixels_kept": round(pw * ph / (ow * oh), 4)}
+    row = {**row, **data, "input": source, "source": item.source, "pixels_kept": round(pw * ph / (ow * oh), 4),
+           "model_own_size": model_own_size(plan)}
     if job.preview is not None:
         row.update(_preview(job, plan, model))
     return row
+
+
+def model_own_size(plan: Plan) -> bool:
+    """True when the plan shrinks the frames only to the size the model's own resize gives them.
+
+    A frame over the model's side cap is resized by the model anyway; sent at that size (the
+    same token grid, the same tokens) it loses nothing the model would have seen, so its
+    "pixels kept" below 100% is not a loss of detail.
+    """
+    original, planned = plan.original, plan.planned
+    if list(original.frame_sizes) == list(planned.frame_sizes) or original.rejected:
+        return False
+    return all(
+        accepts(o, plan.grid) and p == model_pixels(o, plan.grid)
+        for o, p in zip(original.frame_sizes, planned.frame_sizes)
+    ) and original.tokens_per_frame[:len(planned.tokens_per_frame)] == planned.tokens_per_frame
 
 
 def _internal(exc: BaseException) -> str:
@@ -231,7 +250,10 @@ def run(jobs: Sequence[Job], workers: int, progress: Callable[[int, int], None] 
         # Garbage left in this process (a caller's, or a library's) is freed here, where its
         # threads exist; what is frozen a forked worker never collects. A decoder freed in a
         # worker would join threads the worker does not have, and hang.
+        # A caller's own freeze is left as it is: gc.unfreeze() would undo it too, so only a freeze
+        # of ours alone is undone (objects frozen here beside a caller's stay frozen).
         gc.collect()
+        ours = gc.get_freeze_count() == 0
         gc.freeze()
         try:
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
@@ -243,7 +265,8 @@ def run(jobs: Sequence[Job], workers: int, progress: Callable[[int, int], None] 
                     if progress:
                         progress(done, len(jobs))
         finally:
-            gc.unfreeze()
+            if ours:
+                gc.unfreeze()
     return [row for row in rows if row is not None]
 
 
@@ -269,32 +292,49 @@ def _size(row: dict[str, Any], side: str) -> str:
     return f"{row[side]['width']}x{row[side]['height']}"
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: 2 for a wide (CJK) character, 0 for a combining one."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _kept(row: dict[str, Any]) -> str:
+    """The "pixels kept" cell: the share of the original's pixels sent, or that the model shrinks it so itself."""
+    return "model's own size" if row.get("model_own_size") else f"{row['pixels_kept']:.1%}"
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    """The text report: one line per item, then a line per preview not written."""
+    """The text report: one line per item, then a line per preview not written.
+
+    Columns line up by display width (a CJK name takes two columns a character); a row that
+    failed has its source and what it reads in the columns, then its error.
+    """
     header = ["source", "upsampler reads", "size", "upstream", "fits", "plan", "tokens", "pixels kept"]
-    lines = [header]
+    lines: list[tuple[list[str], str]] = [(header, "")]  # the aligned cells, then free text
     for row in rows:
         reads = row.get("input") or "-"
         reads = "(same)" if reads == row["source"] else reads
         if row.get("generated"):
             reads = f"{row['control']} control made from {reads}"
         if "error" in row:
-            lines.append([row["source"], reads, "error: " + row["error"]])
+            lines.append(([row["source"], reads], "error: " + row["error"]))
         elif row.get("upsampler") is False:
-            lines.append([row["source"], "-", "no upsampler (no vis/edge/seg/depth control)"])
+            lines.append(([row["source"], "-"], "no upsampler (no vis/edge/seg/depth control)"))
         else:
             o, p = row["original"], row["planned"]
             fits = "yes" if o["fits"] else ("rejected" if o.get("rejected") else f"no (+{o['over_by']})")
-            lines.append([row["source"], reads, _size(row, "original"), str(o["prompt_tokens"]), fits,
-                          _size(row, "planned"), str(p["prompt_tokens"]), f"{row['pixels_kept']:.1%}"])
-    widths = [max(len(line[i]) for line in lines if len(line) > i and len(line) == len(header)) for i in
-              range(len(header))]
+            lines.append(([row["source"], reads, _size(row, "original"), str(o["prompt_tokens"]), fits,
+                           _size(row, "planned"), str(p["prompt_tokens"]), _kept(row)], ""))
+    widths = [max(display_width(cells[i]) for cells, _ in lines if len(cells) > i) for i in range(len(header))]
     out = []
-    for line in lines:
-        cells = line if len(line) == len(header) else line[:2]
-        text = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells))
-        if len(line) != len(header):
-            text += "  " + line[2]
+    for cells, tail in lines:
+        text = "  ".join(cell + " " * (widths[i] - display_width(cell)) for i, cell in enumerate(cells))
+        if tail:  # from the third column on
+            text += "  " + tail
         out.append(text.rstrip())
     out.extend(f"preview not written: {row['source']}: {row['preview_error']}" for row in rows
                if "preview_error" in row)
