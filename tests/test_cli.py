@@ -378,3 +378,50 @@ def test_a_warning_has_one_prefix_and_names_the_cli_option(wide):
     assert len(lines) == 1 and lines[0].startswith("cosmos-upsample-fix: warning: ")
     assert lines[0].count("cosmos-upsample-fix") == 1
     assert "--frames 1" in lines[0] and "frames=1" not in lines[0]
+
+
+def test_a_missing_optional_dependency_names_the_extra(tmp_path):
+    """``pip install .`` without ``[demo]``: no OpenCV, so the demo's exact check cannot tokenize images."""
+    blocked = ("import sys; sys.modules['cv2'] = None\n"
+               "from cosmos_upsample_fix.tools.cli import main\n"
+               "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", blocked, "demo", "--out-dir", str(tmp_path / "demo")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cosmos-upsample-fix: error: ") and "internal" not in lines[0]
+    assert "pip install 'cosmos-upsample-fix[demo]'" in lines[0] and "OpenCV" in lines[0]
+    assert not (tmp_path / "demo").exists()
+
+
+def test_an_optional_dependency_missing_deep_inside_names_the_extra(capsys, tmp_path, monkeypatch):
+    """mistral_common's own ImportError for OpenCV, from any command, is the user's to fix: the extra, status 2."""
+    from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel
+
+    def no_opencv(*_args, **_kwargs):
+        raise ImportError("`opencv` is not installed. Please install it with `pip install mistral-common[opencv]`")
+
+    monkeypatch.setattr(UpsamplerModel, "encode", no_opencv)
+    assert main(["demo", "--out-dir", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal" not in err[0] and "pip install 'cosmos-upsample-fix[demo]'" in err[0]
+
+
+def test_frames_picks_among_listed_images(capsys, tmp_path):
+    """Three images and an engine of two: the error's advice (--frames 2) works, and --select picks which."""
+    paths = [str(make_image(tmp_path / f"{i}.png", w, h)) for i, (w, h) in enumerate(
+        [(640, 480), (320, 240), (480, 320)])]
+    assert main(["inspect", *paths]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--frames 2" in err
+    code, data = run_json(capsys, "inspect", *paths, "--frames", "2")
+    assert code == 0 and data["planned"]["frame_indices"] == [0, 1]
+    assert data["planned"]["frame_sizes"] == [[640, 480], [320, 240]]
+    assert len(data["original"]["frame_sizes"]) == 3  # upstream would send all three
+    code, data = run_json(capsys, "inspect", *paths, "--frames", "2", "--select", "ends")
+    assert code == 0 and data["planned"]["frame_indices"] == [0, 2]
+    assert data["planned"]["frame_sizes"] == [[640, 480], [480, 320]]
+    code, data = run_json(capsys, "inspect", *paths, "--frames", "1", "--select", "uniform")
+    assert code == 0 and data["planned"]["frame_sizes"] == [[640, 480]]
+    assert main(["inspect", *paths, "--frames", "4", "--max-images", "4"]) == 2
+    assert "3 images given; 4 asked" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from cosmos_upsample_fix.errors import InputError, OutputExistsError
+from cosmos_upsample_fix.errors import InputError, OutputExistsError, UpsampleFixError
 
 MAX_FREE_NAMES = 1000
 """How many numbered names :func:`create_free` tries before it gives up."""
@@ -53,11 +53,14 @@ def new_file(path: str | os.PathLike[str], free_name: bool = False) -> Iterator[
     """``with new_file(path) as (handle, written):`` a new file, removed again if the block fails.
 
     ``free_name`` picks the first free numbered name (:func:`create_free`) instead of refusing.
+    An OSError while writing (a full disk) becomes InputError "cannot write PATH: why".
     """
     handle, written = create_free(path) if free_name else (create_new(path), Path(path))
     try:
         with handle:
             yield handle, written
-    except BaseException:
+    except BaseException as exc:
         written.unlink(missing_ok=True)  # no truncated file left behind
+        if isinstance(exc, OSError) and not isinstance(exc, UpsampleFixError):  # e.g. a full disk
+            raise InputError(f"cannot write {written}: {exc.strerror or exc}") from None
         raise

@@ -8,6 +8,7 @@ program stopped by SIGPIPE.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -251,7 +252,39 @@ def _scan(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
+OPTIONAL = {"cv2": ("OpenCV", "demo")}
+"""Optional modules: what they are and the package extra that installs them."""
+
+
+def _missing(module: str, purpose: str) -> UpsampleFixError:
+    """The one-line error for an optional module that is not installed: the extra that brings it."""
+    what, extra = OPTIONAL[module]
+    return UpsampleFixError(
+        f"{purpose} needs {what}, which is not installed here; install the package's {extra} extra: "
+        f"pip install '{PROG}[{extra}]'"
+    )
+
+
+def _require(module: str, purpose: str) -> None:
+    """UpsampleFixError naming the extra to install when the optional ``module`` cannot be imported."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise _missing(module, purpose) from None
+
+
+def _optional_missing(exc: ImportError) -> UpsampleFixError | None:
+    """The user's error for an optional module missing deep inside a library (e.g. mistral_common's
+    "`opencv` is not installed"), or None for an ImportError that is a bug of ours."""
+    text = str(exc).lower()
+    for module in OPTIONAL:
+        if exc.name == module or module in text or OPTIONAL[module][0].lower() in text:
+            return _missing(module, "this command")
+    return None
+
+
 def _demo(args: argparse.Namespace) -> int:
+    _require("cv2", "demo (mistral_common tokenizes the written frames with it)")
     out = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="cosmos-upsample-fix-demo-"))
     made = not args.out_dir or not out.exists()
     try:
@@ -355,6 +388,15 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _internal(exc: Exception) -> int:
+    """A bug of ours: one line, status 1 (the traceback with COSMOS_UPSAMPLE_FIX_DEBUG=1)."""
+    if os.environ.get("COSMOS_UPSAMPLE_FIX_DEBUG"):
+        raise exc
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    print(f"{PROG}: internal error: {text} (set COSMOS_UPSAMPLE_FIX_DEBUG=1 for the traceback)", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status.
 
@@ -391,15 +433,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         held.records.clear()  # the one-line error says what went wrong
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional module missing is the user's to fix; another is ours
+        missing = _optional_missing(exc)
+        if missing is None:
+            return _internal(exc)
+        held.records.clear()
+        print(f"{PROG}: error: {missing}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure still gets one line; the traceback on request
-        if os.environ.get("COSMOS_UPSAMPLE_FIX_DEBUG"):
-            raise
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())
-        print(f"{PROG}: internal error: {text} (set COSMOS_UPSAMPLE_FIX_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+        return _internal(exc)
     finally:
         package_log.removeHandler(held)
         package_log.propagate = propagate
