@@ -27,6 +27,7 @@ from cosmos_upsample_fix.errors import InputError
 from cosmos_upsample_fix.media.images import resize
 from cosmos_upsample_fix.planning.planner import plan_frames
 from cosmos_upsample_fix.planning.tokenizer import chunk_classes, load_model
+from cosmos_upsample_fix.tools import model_view as model_view_module
 from cosmos_upsample_fix.tools import preview
 
 cv2 = pytest.importorskip("cv2")
@@ -202,9 +203,9 @@ def test_without_a_usable_encoder_it_approximates_and_says_so(video_clip, model,
         raise ImportError("OpenCV is required for this function")
 
     monkeypatch.setattr(type(model.tokenizer), "encode_chat_completion", no_opencv)
-    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.preview"):
+    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.model_view"):
         out = preview.render_preview(clip, PROMPT, Options(), tmp_path / "p.png", model=model)
-    assert "approximated with Pillow" in caplog.text
+    assert "approximated with Pillow" in caplog.text and "demo extra" in caplog.text
     panels = figures(out)
     assert panels[0]["by_encoder"] is False and panels[0]["view"] == [928, 512]
     plan = plan_frames(clip, PROMPT, Options(), model=model).plan
@@ -222,12 +223,12 @@ def test_the_view_comes_from_the_public_chat_encoding(video_clip, model, monkeyp
 
     monkeypatch.setattr(type(model.tokenizer), "encode_chat_completion", spy)
     image = first_frame(video_clip(1280, 704, frames=1))
-    view = preview._Encoder(model).view(image)
+    view = model_view_module.Encoder(model).view(image)
     assert len(calls) == 1 and view.by_encoder and view.size == (1024, 576)
     assert view.tokens == model.count([(1280, 704)], "", Limits()).tokens_per_frame[0]
     monkeypatch.undo()
     assert np.array_equal(np.rint(view.pixels), np.rint(model_view(model, image)))
-    source = Path(preview.__file__).read_text()
+    source = Path(model_view_module.__file__).read_text()
     assert "image_encoder" not in source and "mm_encoder" not in source
 
 
@@ -236,31 +237,31 @@ def test_normalisation_constants_each_path(monkeypatch, caplog):
     real = importlib.import_module
     older = types.SimpleNamespace(DATASET_MEAN=(0.5, 0.5, 0.5), DATASET_STD=(0.25, 0.25, 0.25))
 
-    mean, std = preview.clip_constants()  # the installed version's own home
+    mean, std = model_view_module.clip_constants()  # the installed version's own home
     assert mean.shape == std.shape == (3, 1, 1) and 0.4 < float(mean[0, 0, 0]) < 0.5
 
     def before_1_8(name, *args):
-        if name == preview.CONSTANT_MODULES[0]:
+        if name == model_view_module.CONSTANT_MODULES[0]:
             raise ImportError(f"No module named {name!r}")
-        return older if name == preview.CONSTANT_MODULES[1] else real(name, *args)
+        return older if name == model_view_module.CONSTANT_MODULES[1] else real(name, *args)
 
     monkeypatch.setattr(importlib, "import_module", before_1_8)
-    with caplog.at_level(logging.DEBUG, logger="cosmos_upsample_fix.tools.preview"):
-        mean, std = preview.clip_constants()
+    with caplog.at_level(logging.DEBUG, logger="cosmos_upsample_fix.tools.model_view"):
+        mean, std = model_view_module.clip_constants()
     assert mean.ravel().tolist() == [0.5] * 3 and std.ravel().tolist() == [0.25] * 3
     assert "no normalisation constants in mistral_common.tokens.tokenizers.image" in caplog.text
 
     monkeypatch.setattr(importlib, "import_module", lambda name, *a: types.SimpleNamespace())
     with pytest.raises(AttributeError, match="DATASET_MEAN"):
-        preview.clip_constants()
+        model_view_module.clip_constants()
 
 
 def test_without_the_constants_it_approximates_and_says_so(video_clip, model, tmp_path, monkeypatch, caplog):
     def missing():
         raise AttributeError("no DATASET_MEAN/DATASET_STD")
 
-    monkeypatch.setattr(preview, "clip_constants", missing)
-    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.preview"):
+    monkeypatch.setattr(model_view_module, "clip_constants", missing)
+    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.model_view"):
         out = preview.render_preview(video_clip(640, 480, frames=2), PROMPT, Options(), tmp_path / "p.png",
                                      model=model)
     assert "approximated with Pillow" in caplog.text

@@ -8,7 +8,6 @@ program stopped by SIGPIPE.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -24,10 +23,18 @@ from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS
 from cosmos_upsample_fix.core.options import ENDPOINT_ENV, SELECTIONS, Options
 from cosmos_upsample_fix.errors import UpsampleFixError
 from cosmos_upsample_fix.planning.planner import UPSTREAM_FRAMES, Plan, PlannedFrames, plan_frames
+from cosmos_upsample_fix.tools.console import (
+    PROG,
+    HeldWarnings,
+    LogLine,
+    internal_error,
+    optional_missing,
+    quiet_stdout,
+    require,
+)
 from cosmos_upsample_fix.tools.report import ONE_FRAME, format_report
 from cosmos_upsample_fix.tools.scan import local_only
 
-PROG = "cosmos-upsample-fix"
 DEMO_PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 TABLE_SIZES = ("320x180", "640x480", "928x510", "960x540", "960x704", "1280x704", "1280x720", "1920x1080",
                "3840x2160", "1280x800", "1024x1024", "882x1568")
@@ -252,39 +259,8 @@ def _scan(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
-OPTIONAL = {"cv2": ("OpenCV", "demo")}
-"""Optional modules: what they are and the package extra that installs them."""
-
-
-def _missing(module: str, purpose: str) -> UpsampleFixError:
-    """The one-line error for an optional module that is not installed: the extra that brings it."""
-    what, extra = OPTIONAL[module]
-    return UpsampleFixError(
-        f"{purpose} needs {what}, which is not installed here; install the package's {extra} extra: "
-        f"pip install '{PROG}[{extra}]'"
-    )
-
-
-def _require(module: str, purpose: str) -> None:
-    """UpsampleFixError naming the extra to install when the optional ``module`` cannot be imported."""
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        raise _missing(module, purpose) from None
-
-
-def _optional_missing(exc: ImportError) -> UpsampleFixError | None:
-    """The user's error for an optional module missing deep inside a library (e.g. mistral_common's
-    "`opencv` is not installed"), or None for an ImportError that is a bug of ours."""
-    text = str(exc).lower()
-    for module in OPTIONAL:
-        if exc.name == module or module in text or OPTIONAL[module][0].lower() in text:
-            return _missing(module, "this command")
-    return None
-
-
 def _demo(args: argparse.Namespace) -> int:
-    _require("cv2", "demo (mistral_common tokenizes the written frames with it)")
+    require("cv2", "demo (mistral_common tokenizes the written frames with it)")
     out = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="cosmos-upsample-fix-demo-"))
     made = not args.out_dir or not out.exists()
     try:
@@ -357,46 +333,6 @@ def _patch(args: argparse.Namespace) -> int:
     return 0
 
 
-class _LogLine(logging.Formatter):
-    """``cosmos-upsample-fix: warning: MESSAGE``: one prefix, where the library's own lines carry
-    one for Cosmos's log already; the level in lower case, as in ``error:``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = super().format(record)
-        own = f"{PROG}: "
-        return f"{own}{record.levelname.lower()}: {message.removeprefix(own)}"
-
-
-class _HeldWarnings(logging.Handler):
-    """Keeps the package's warnings while a command runs (see :func:`main`)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-def _quiet_stdout() -> None:
-    """After the reader closed the pipe: send what is left to /dev/null, so exiting prints nothing."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a caller)
-        pass
-
-
-def _internal(exc: Exception) -> int:
-    """A bug of ours: one line, status 1 (the traceback with COSMOS_UPSAMPLE_FIX_DEBUG=1)."""
-    if os.environ.get("COSMOS_UPSAMPLE_FIX_DEBUG"):
-        raise exc
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    print(f"{PROG}: internal error: {text} (set COSMOS_UPSAMPLE_FIX_DEBUG=1 for the traceback)", file=sys.stderr)
-    return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status.
 
@@ -412,12 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (e.g. replaced by a caller)
             pass
     console = logging.StreamHandler()
-    console.setFormatter(_LogLine())
+    console.setFormatter(LogLine())
     logging.basicConfig(level=logging.WARNING, handlers=[console])
     handlers = {"inspect": _inspect, "prepare": _prepare, "hint": _hint, "upsample": _upsample, "scan": _scan,
                 "demo": _demo, "table": _table, "patch": _patch}
     package_log = logging.getLogger("cosmos_upsample_fix")
-    held, propagate = _HeldWarnings(), package_log.propagate
+    held, propagate = HeldWarnings(), package_log.propagate
     package_log.addHandler(held)
     package_log.propagate = False
     failed = True
@@ -427,16 +363,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = False
         return code
     except BrokenPipeError:  # `... | head`: the reader has what it wanted; end quietly
-        _quiet_stdout()
+        quiet_stdout()
         return SIGPIPE_STATUS
     except UpsampleFixError as exc:
         held.records.clear()  # the one-line error says what went wrong
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:  # an optional module missing is the user's to fix; another is ours
-        missing = _optional_missing(exc)
+        missing = optional_missing(exc)
         if missing is None:
-            return _internal(exc)
+            return internal_error(exc)
         held.records.clear()
         print(f"{PROG}: error: {missing}", file=sys.stderr)
         return 2
@@ -444,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure still gets one line; the traceback on request
-        return _internal(exc)
+        return internal_error(exc)
     finally:
         package_log.removeHandler(held)
         package_log.propagate = propagate
