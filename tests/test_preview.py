@@ -199,8 +199,13 @@ def test_never_overwrites_and_makes_the_folder(video_clip, model, tmp_path):
 def test_without_a_usable_encoder_it_approximates_and_says_so(video_clip, model, tmp_path, monkeypatch, caplog):
     clip = video_clip(1280, 704, frames=2)
 
-    def no_opencv(self, request):
-        raise ImportError("OpenCV is required for this function")
+    real = type(model.tokenizer).encode_chat_completion
+
+    def no_opencv(self, request, *args, **kwargs):  # text alone still encodes, as without OpenCV
+        chunks = [c for m in request.messages if isinstance(m.content, list) for c in m.content]
+        if any(getattr(c, "image", None) is not None for c in chunks):
+            raise ImportError("OpenCV is required for this function")
+        return real(self, request, *args, **kwargs)
 
     monkeypatch.setattr(type(model.tokenizer), "encode_chat_completion", no_opencv)
     with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.model_view"):
