@@ -105,7 +105,7 @@ def test_checkpoint_dir_is_used(capsys, wide, tmp_path):
         (["inspect", "{wide}", "--policy", "bogus"], "unknown policy"),
         (["inspect", "{wide}", "--policy", "none"], "use --policy fit"),
         (["inspect", "{wide}", "--frames", "3"], "allows 2 images"),
-        (["inspect", "{wide}", "--max-model-len", "300"], "max_model_len"),
+        (["inspect", "{wide}", "--max-model-len", "300"], "--max-model-len"),
         (["inspect", "{wide}", "--prompt", "{long}"], "text alone takes"),
     ],
 )
@@ -425,3 +425,15 @@ def test_frames_picks_among_listed_images(capsys, tmp_path):
     assert code == 0 and data["planned"]["frame_sizes"] == [[640, 480]]
     assert main(["inspect", *paths, "--frames", "4", "--max-images", "4"]) == 2
     assert "3 images given; 4 asked" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--frames", "0"], "--frames must be a whole number >= 1, got 0"),
+    (["--max-model-len", "0"], "--max-model-len must be a whole number >= 1, got 0"),
+    (["--reserve-output", "-1"], "--reserve-output must be a whole number >= 0, got -1"),
+    (["--max-images", "0"], "--max-images must be a whole number >= 1, got 0"),
+    (["--max-model-len", "300"], "--max-model-len (300) must be above --reserve-output (300)"),
+])
+def test_option_errors_name_the_command_line_option(capsys, wide, argv, message):
+    assert main(["inspect", str(wide), *argv]) == 2
+    assert capsys.readouterr().err == f"cosmos-upsample-fix: error: {message}\n"

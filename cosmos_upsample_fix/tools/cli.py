@@ -118,8 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The number flags, checked here so that a refusal names the flag (not ``Options``' keyword)."""
+    for flag, minimum in (("--frames", 1), ("--max-model-len", 1), ("--reserve-output", 0), ("--max-images", 1)):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and value < minimum:
+            raise UpsampleFixError(f"{flag} must be a whole number >= {minimum}, got {value}")
+    if args.max_model_len <= args.reserve_output:
+        raise UpsampleFixError(f"--max-model-len ({args.max_model_len}) must be above --reserve-output "
+                               f"({args.reserve_output})")
+
+
 def _options(args: argparse.Namespace, endpoint: str | None = None) -> Options:
     """The command line's edge: the one place its flags become :class:`Options`."""
+    _check_numbers(args)
     return Options.build(
         policy=args.policy, select=args.select, frames=args.frames, max_model_len=args.max_model_len,
         reserve_output=args.reserve_output, max_images=args.max_images, checkpoint_dir=args.checkpoint_dir,
