@@ -437,3 +437,14 @@ def test_frames_picks_among_listed_images(capsys, tmp_path):
 def test_option_errors_name_the_command_line_option(capsys, wide, argv, message):
     assert main(["inspect", str(wide), *argv]) == 2
     assert capsys.readouterr().err == f"cosmos-upsample-fix: error: {message}\n"
+
+
+def test_every_positional_argument_has_help():
+    import argparse
+
+    from cosmos_upsample_fix.tools.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {action.metavar or action.dest}" for name, parser in commands.choices.items()
+               for action in parser._actions if not action.option_strings and not action.help]
+    assert missing == []

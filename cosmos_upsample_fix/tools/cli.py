@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(prompt=DEMO_PROMPT)
 
     p = sub.add_parser("patch", help="apply, check or revert the source patch on a Cosmos checkout")
-    p.add_argument("action", choices=("apply", "check", "revert"))
-    p.add_argument("cosmos_dir", metavar="COSMOS_DIR")
+    p.add_argument("action", choices=("apply", "check", "revert"),
+                   help="apply the patch, check it (exit 0 applied, 1 applicable, 2 not), or revert it")
+    p.add_argument("cosmos_dir", metavar="COSMOS_DIR", help="a cosmos-transfer1 checkout")
     return parser
 
 
