@@ -448,3 +448,12 @@ def test_every_positional_argument_has_help():
     missing = [f"{name} {action.metavar or action.dest}" for name, parser in commands.choices.items()
                for action in parser._actions if not action.option_strings and not action.help]
     assert missing == []
+
+
+def test_a_still_over_the_models_cap_is_not_reported_as_a_loss(capsys, tmp_path):
+    still = make_image(tmp_path / "big.png", 1900, 1100)
+    assert main(["inspect", str(still), "--prompt", PROMPT]) == 0
+    out = capsys.readouterr().out
+    assert "1900x1100 goes at 1024x608, the size the model itself shrinks it to (same tokens" in out
+    assert main(["inspect", str(make_clip(tmp_path / "w.mp4", 1280, 704, frames=2)), "--prompt", PROMPT]) == 0
+    assert "the model itself" not in capsys.readouterr().out  # shrunk further by the plan: no such note

@@ -348,7 +348,7 @@ def test_a_still_the_model_shrinks_itself_keeps_its_detail(capsys, tmp_path):
     assert row["model_own_size"] is True
     assert main(["scan", str(still), "--prompt", PROMPT]) == 0
     line = capsys.readouterr().out.splitlines()[1]
-    assert line.endswith("model's own size") and "%" not in line
+    assert line.endswith("as the model shrinks it (same tokens)") and "%" not in line
     code, rows = scan_rows(capsys, str(make_clip(tmp_path / "w.mp4", 1280, 704, frames=2)), "--prompt", PROMPT)
     assert rows[0]["model_own_size"] is False and rows[0]["pixels_kept"] == 0.5273  # shrunk by the plan
 

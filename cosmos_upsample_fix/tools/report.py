@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cosmos_upsample_fix.core.budget import Limits, RequestCount, Size
+from cosmos_upsample_fix.core.budget import Limits, RequestCount, Size, accepts, model_pixels
 from cosmos_upsample_fix.core.options import Policy
 from cosmos_upsample_fix.core.policies import plan_sizes
 from cosmos_upsample_fix.media.frames.selection import frames_phrase
@@ -22,6 +22,22 @@ def describe(count: RequestCount) -> str:
     per = "/".join(str(t) for t in sorted(set(count.tokens_per_frame), reverse=True))
     each = " each" if len(count.frame_sizes) > 1 else ""
     return f"{frames_phrase(len(count.frame_sizes))} at {shown}: {per} tokens{each}, {count.prompt_tokens} in all"
+
+
+def model_own_size(plan: Plan) -> bool:
+    """True when the plan shrinks the frames only to the size the model's own resize gives them.
+
+    A frame over the model's side cap is resized by the model anyway; sent at that size (the
+    same token grid, the same tokens) it loses nothing the model would have seen, so its
+    "pixels kept" below 100% is not a loss of detail.
+    """
+    original, planned = plan.original, plan.planned
+    if list(original.frame_sizes) == list(planned.frame_sizes) or original.rejected:
+        return False
+    return all(
+        accepts(o, plan.grid) and p == model_pixels(o, plan.grid)
+        for o, p in zip(original.frame_sizes, planned.frame_sizes)
+    ) and original.tokens_per_frame[:len(planned.tokens_per_frame)] == planned.tokens_per_frame
 
 
 def format_report(plan: Plan) -> str:
@@ -50,6 +66,10 @@ def format_report(plan: Plan) -> str:
         f"plan:     policy {plan.policy.spec}, {plan.select} frames {list(plan.frame_indices)}: {describe(p)} -> "
         + (f"fits ({p.budget_use:.1%} of the budget)" if p.fits else "does NOT fit"),
     ]
+    if model_own_size(plan):
+        (ow, oh), (pw, ph) = o.frame_sizes[0], p.frame_sizes[0]
+        lines.append(f"note:     {ow}x{oh} goes at {pw}x{ph}, the size the model itself shrinks it to "
+                     "(same tokens: no detail lost to the plan)")
     return "\n".join(lines)
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from cosmos_upsample_fix.core.budget import accepts, model_pixels
 from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.core.policies import plan_sizes
 from cosmos_upsample_fix.cosmos.inputs import GENERATED_FRAMES, Item, specs_items
@@ -28,7 +27,7 @@ from cosmos_upsample_fix.media.frames.selection import frames_phrase
 from cosmos_upsample_fix.media.frames.stills import still_image_error
 from cosmos_upsample_fix.planning.planner import SMALL_SIDE, Plan, frame_request, original_sizes
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, load_model
-from cosmos_upsample_fix.tools.report import ONE_FRAME
+from cosmos_upsample_fix.tools.report import ONE_FRAME, model_own_size
 
 VIDEO_SUFFIXES = frozenset(".mp4 .mov .m4v .mkv .webm .avi .mpg .mpeg .ts .mts .wmv .flv .gif".split())
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .webp .tif .tiff".split())
@@ -151,22 +150,6 @@ def plan_item(job: Job, model: UpsamplerModel | None = None) -> dict[str, Any]:
     if job.preview is not None:
         row.update(_preview(job, plan, model))
     return row
-
-
-def model_own_size(plan: Plan) -> bool:
-    """True when the plan shrinks the frames only to the size the model's own resize gives them.
-
-    A frame over the model's side cap is resized by the model anyway; sent at that size (the
-    same token grid, the same tokens) it loses nothing the model would have seen, so its
-    "pixels kept" below 100% is not a loss of detail.
-    """
-    original, planned = plan.original, plan.planned
-    if list(original.frame_sizes) == list(planned.frame_sizes) or original.rejected:
-        return False
-    return all(
-        accepts(o, plan.grid) and p == model_pixels(o, plan.grid)
-        for o, p in zip(original.frame_sizes, planned.frame_sizes)
-    ) and original.tokens_per_frame[:len(planned.tokens_per_frame)] == planned.tokens_per_frame
 
 
 def _internal(exc: BaseException) -> str:
@@ -304,7 +287,7 @@ def display_width(text: str) -> int:
 
 def _kept(row: dict[str, Any]) -> str:
     """The "pixels kept" cell: the share of the original's pixels sent, or that the model shrinks it so itself."""
-    return "model's own size" if row.get("model_own_size") else f"{row['pixels_kept']:.1%}"
+    return "as the model shrinks it (same tokens)" if row.get("model_own_size") else f"{row['pixels_kept']:.1%}"
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
