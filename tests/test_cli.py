@@ -457,3 +457,4 @@ def test_a_still_over_the_models_cap_is_not_reported_as_a_loss(capsys, tmp_path)
     assert "1900x1100 goes at 1024x608, the size the model itself shrinks it to (same tokens" in out
     assert main(["inspect", str(make_clip(tmp_path / "w.mp4", 1280, 704, frames=2)), "--prompt", PROMPT]) == 0
     assert "the model itself" not in capsys.readouterr().out  # shrunk further by the plan: no such note
+

@@ -167,7 +167,7 @@ def pick_images(paths: Sequence[Any], options: Options, limits: Limits) -> list[
         return list(range(len(paths)))
     count, _ = frame_request(options, limits)
     if count > len(paths):
-        raise InputError(f"{len(paths)} images given; {count} asked")
+        raise InputError(f"{len(paths)} {'image' if len(paths) == 1 else 'images'} given; {count} asked")
     return select_indices(len(paths), count, options.select)
 
 
