@@ -31,3 +31,10 @@ class ModelConfigError(UpsampleFixError):
 
 class PatchError(UpsampleFixError):
     """The shipped source patch cannot be applied to or reverted from a tree."""
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """A file the package would write is already there; it is never overwritten.
+
+    Also a FileExistsError, so code that guards an exclusive create that way still catches it.
+    """

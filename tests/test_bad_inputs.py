@@ -366,7 +366,7 @@ def test_cli_survives_a_terminal_that_cannot_show_the_path(inputs):
 def test_failed_write_leaves_no_partial_files(inputs, tmp_path, monkeypatch):
     """Regression: a write that failed half way (a full disk) left a truncated PNG, and frame_1.png
     when frame_2.png could not be written; ``prepare`` now writes all of its files or none."""
-    from cosmos_upsample_fix.media import images
+    from cosmos_upsample_fix.media import output
 
     planned = plan_frames(str(inputs[1]["vfr"][0]), PROMPT)
     real_open = open
@@ -383,7 +383,7 @@ def test_failed_write_leaves_no_partial_files(inputs, tmp_path, monkeypatch):
             return FullDisk(path, "x")
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(images, "open", failing_open, raising=False)
+    monkeypatch.setattr(output, "open", failing_open, raising=False)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(InputError, match="No space left"):
@@ -395,3 +395,16 @@ def test_failed_write_leaves_no_partial_files(inputs, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="already exists"):
         planned.write(out)
     assert sorted(os.listdir(out)) == ["frame_2.png"] and (out / "frame_2.png").read_bytes() == b"mine"
+
+
+def test_random_bytes_named_mp4_is_one_clean_line(tmp_path):
+    """FFmpeg's raw "[Errno 1094995529] ...: 'PATH'" is not shown: one line with the reason in words."""
+    noise = tmp_path / "noise.mp4"
+    noise.write_bytes(random.Random(7).randbytes(20000))
+    done = subprocess.run([sys.executable, "-m", "cosmos_upsample_fix", "inspect", str(noise)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Errno" not in lines[0] and lines[0].count(str(noise)) == 1
+    assert lines[0] == (f"cosmos-upsample-fix: error: {noise} is not a readable video or image, or is corrupt "
+                        "(PyAV: Invalid data found when processing input)")

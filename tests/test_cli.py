@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,7 @@ def test_checkpoint_dir_is_used(capsys, wide, tmp_path):
         (["inspect", "{wide}", "--policy", "bogus"], "unknown policy"),
         (["inspect", "{wide}", "--policy", "none"], "use --policy fit"),
         (["inspect", "{wide}", "--frames", "3"], "allows 2 images"),
-        (["inspect", "{wide}", "--max-model-len", "300"], "max_model_len"),
+        (["inspect", "{wide}", "--max-model-len", "300"], "--max-model-len"),
         (["inspect", "{wide}", "--prompt", "{long}"], "text alone takes"),
     ],
 )
@@ -319,3 +320,141 @@ def test_table_matches_the_exact_count(capsys):
         count = model.count([size, size], PROMPT, Limits())
         assert int(cells[1]) == count.tokens_per_frame[0] and int(cells[2]) == count.prompt_tokens
     assert main(["table", "12by7"]) == 2
+
+
+def test_defaults_and_choices_come_from_the_core(monkeypatch):
+    """The parser spells no limit or choice of its own: upstream's limits and the selection list."""
+    from cosmos_upsample_fix.core.budget import Limits
+    from cosmos_upsample_fix.core.options import SELECTIONS
+    from cosmos_upsample_fix.tools import cli
+
+    monkeypatch.setattr(cli, "UPSTREAM_LIMITS", Limits(max_model_len=8192, reserved_output_tokens=512, max_images=3))
+    args = cli.build_parser().parse_args(["inspect", "x.mp4"])
+    assert (args.max_model_len, args.reserve_output, args.max_images) == (8192, 512, 3)
+    monkeypatch.setattr(cli, "SELECTIONS", ("first", "ends"))
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["inspect", "x.mp4", "--select", "uniform"])
+    assert SELECTIONS == ("first", "uniform", "ends")
+
+
+@pytest.mark.parametrize("command", ["inspect", "prepare", "hint", "upsample"])
+def test_video_arguments_have_help(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert re.search(r"^  VIDEO[ \t]+\w", out, re.M), out
+
+
+@pytest.mark.parametrize("action", ["apply", "check", "revert"])
+def test_patch_errors_carry_the_prefix(capsys, tmp_path, action):
+    assert main(["patch", action, str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1
+    assert lines[0].startswith("cosmos-upsample-fix: error: ") and "cosmos_transfer1" in lines[0]
+
+
+def test_table_json_is_json(capsys):
+    from cosmos_upsample_fix.core.budget import Limits
+    from cosmos_upsample_fix.planning.tokenizer import load_model
+
+    assert main(["table", "1280x704", "640x480", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["limits"]["prompt_budget"] == 3796 and data["policy"] == "fit" and data["frames"] == 2
+    wide, small = data["rows"]
+    count = load_model().count([(1280, 704)] * 2, PROMPT, Limits())
+    assert wide["size"] == [1280, 704] and wide["tokens_per_frame"] == count.tokens_per_frame[0]
+    assert wide["upstream"]["prompt_tokens"] == count.prompt_tokens == 4699 and wide["upstream"]["fits"] is False
+    assert wide["planned"]["size"] == [928, 512] and wide["planned"]["prompt_tokens"] == 3795
+    assert small["upstream"]["fits"] is True and small["planned"]["size"] == [640, 480]
+
+
+def test_a_warning_has_one_prefix_and_names_the_cli_option(wide):
+    """The planner's small-frames warning, as the console script shows it after a plan that fits."""
+    done = subprocess.run([sys.executable, "-m", "cosmos_upsample_fix", "inspect", str(wide),
+                           "--prompt", "robot arm " * 1750], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cosmos-upsample-fix: warning: ")
+    assert lines[0].count("cosmos-upsample-fix") == 1
+    assert "--frames 1" in lines[0] and "frames=1" not in lines[0]
+
+
+def test_a_missing_optional_dependency_names_the_extra(tmp_path):
+    """``pip install .`` without ``[demo]``: no OpenCV, so the demo's exact check cannot tokenize images."""
+    blocked = ("import sys; sys.modules['cv2'] = None\n"
+               "from cosmos_upsample_fix.tools.cli import main\n"
+               "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", blocked, "demo", "--out-dir", str(tmp_path / "demo")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cosmos-upsample-fix: error: ") and "internal" not in lines[0]
+    assert "pip install 'cosmos-upsample-fix[demo]'" in lines[0] and "OpenCV" in lines[0]
+    assert not (tmp_path / "demo").exists()
+
+
+def test_an_optional_dependency_missing_deep_inside_names_the_extra(capsys, tmp_path, monkeypatch):
+    """mistral_common's own ImportError for OpenCV, from any command, is the user's to fix: the extra, status 2."""
+    from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel
+
+    def no_opencv(*_args, **_kwargs):
+        raise ImportError("`opencv` is not installed. Please install it with `pip install mistral-common[opencv]`")
+
+    monkeypatch.setattr(UpsamplerModel, "encode", no_opencv)
+    assert main(["demo", "--out-dir", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal" not in err[0] and "pip install 'cosmos-upsample-fix[demo]'" in err[0]
+
+
+def test_frames_picks_among_listed_images(capsys, tmp_path):
+    """Three images and an engine of two: the error's advice (--frames 2) works, and --select picks which."""
+    paths = [str(make_image(tmp_path / f"{i}.png", w, h)) for i, (w, h) in enumerate(
+        [(640, 480), (320, 240), (480, 320)])]
+    assert main(["inspect", *paths]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--frames 2" in err
+    code, data = run_json(capsys, "inspect", *paths, "--frames", "2")
+    assert code == 0 and data["planned"]["frame_indices"] == [0, 1]
+    assert data["planned"]["frame_sizes"] == [[640, 480], [320, 240]]
+    assert len(data["original"]["frame_sizes"]) == 3  # upstream would send all three
+    code, data = run_json(capsys, "inspect", *paths, "--frames", "2", "--select", "ends")
+    assert code == 0 and data["planned"]["frame_indices"] == [0, 2]
+    assert data["planned"]["frame_sizes"] == [[640, 480], [480, 320]]
+    code, data = run_json(capsys, "inspect", *paths, "--frames", "1", "--select", "uniform")
+    assert code == 0 and data["planned"]["frame_sizes"] == [[640, 480]]
+    assert main(["inspect", *paths, "--frames", "4", "--max-images", "4"]) == 2
+    assert "3 images given; 4 asked" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--frames", "0"], "--frames must be a whole number >= 1, got 0"),
+    (["--max-model-len", "0"], "--max-model-len must be a whole number >= 1, got 0"),
+    (["--reserve-output", "-1"], "--reserve-output must be a whole number >= 0, got -1"),
+    (["--max-images", "0"], "--max-images must be a whole number >= 1, got 0"),
+    (["--max-model-len", "300"], "--max-model-len (300) must be above --reserve-output (300)"),
+])
+def test_option_errors_name_the_command_line_option(capsys, wide, argv, message):
+    assert main(["inspect", str(wide), *argv]) == 2
+    assert capsys.readouterr().err == f"cosmos-upsample-fix: error: {message}\n"
+
+
+def test_every_positional_argument_has_help():
+    import argparse
+
+    from cosmos_upsample_fix.tools.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {action.metavar or action.dest}" for name, parser in commands.choices.items()
+               for action in parser._actions if not action.option_strings and not action.help]
+    assert missing == []
+
+
+def test_a_still_over_the_models_cap_is_not_reported_as_a_loss(capsys, tmp_path):
+    still = make_image(tmp_path / "big.png", 1900, 1100)
+    assert main(["inspect", str(still), "--prompt", PROMPT]) == 0
+    out = capsys.readouterr().out
+    assert "1900x1100 goes at 1024x608, the size the model itself shrinks it to (same tokens" in out
+    assert main(["inspect", str(make_clip(tmp_path / "w.mp4", 1280, 704, frames=2)), "--prompt", PROMPT]) == 0
+    assert "the model itself" not in capsys.readouterr().out  # shrunk further by the plan: no such note
+

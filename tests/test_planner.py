@@ -224,3 +224,17 @@ def test_sizes_the_installed_version_rejects_are_never_planned(tmp_path, size):
         assert "rejected" in planned.plan.summary()
         with pytest.raises(BudgetError, match="rejects"):
             plan_frames(path, PROMPT, Options.build(policy="none"))
+
+
+def test_an_explicit_count_picks_among_listed_images(tmp_path):
+    """Upstream sends every listed image; ``frames`` sends that many of them, picked by ``select``."""
+    paths = [str(make_image(tmp_path / f"{i}.png", 320 + 32 * i, 240)) for i in range(3)]
+    plan = plan_frames(paths, PROMPT, Options.build(frames=2, select="ends")).plan
+    assert plan.frame_indices == (0, 2) and plan.planned.frame_sizes == ((320, 240), (384, 240))
+    assert plan.original.frame_sizes == ((320, 240), (352, 240), (384, 240)) and plan.select == "ends"
+    plan = plan_frames(paths[1:], PROMPT, Options.build(frames=1, select="uniform")).plan
+    assert plan.frame_indices == (0,) and plan.original.frame_sizes == ((352, 240), (384, 240))
+    with pytest.raises(InputError, match="^1 image given; 2 asked$"):
+        plan_frames(paths[:1], PROMPT, Options.build(frames=2))
+    with pytest.raises(BudgetError, match=r"--frames 2"):
+        plan_frames(paths, PROMPT, Options())

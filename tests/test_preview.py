@@ -1,7 +1,7 @@
 """The preview picture: panels at their sizes, labels equal to the plan, PSNR checked independently.
 
 The independent side: the first frame decoded here with PyAV, the model's view taken from
-mistral_common's full ``encode_chat_completion`` (not the encoder object the module calls),
+mistral_common's ``encode_chat_completion`` of a data URL (as vLLM receives the frame),
 the CLIP normalisation undone with mistral_common's constants, and PSNR computed here.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import re
+import types
 from pathlib import Path
 
 import av
@@ -20,11 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cosmos_upsample_fix.core.budget import Limits
 from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.errors import InputError
 from cosmos_upsample_fix.media.images import resize
 from cosmos_upsample_fix.planning.planner import plan_frames
 from cosmos_upsample_fix.planning.tokenizer import chunk_classes, load_model
+from cosmos_upsample_fix.tools import model_view as model_view_module
 from cosmos_upsample_fix.tools import preview
 
 cv2 = pytest.importorskip("cv2")
@@ -108,8 +111,7 @@ def check_preview(path: Path, source: Path, model, tmp_path: Path) -> tuple[list
     drawn = np.asarray(picture.crop((x, y, x + bw, y + bh)))
     assert np.array_equal(drawn, np.clip(np.rint(view), 0, 255).astype(np.uint8))
     expected = psnr(original, view)
-    assert mine["psnr"] == pytest.approx(expected, abs=1e-3)
-    assert f"PSNR {expected:.2f} dB" in mine["label"][2]
+    assert_psnr(mine, expected)
     # the hint's panel: counted by the package, viewed and scored independently here
     hint = panels[1]
     hw, hh = preview.hint_size(original.shape[1], original.shape[0])
@@ -118,13 +120,23 @@ def check_preview(path: Path, source: Path, model, tmp_path: Path) -> tuple[list
                                          plan.limits.prompt_budget]
     hint_frame = resize(original, (hw, hh))  # the package's own filter makes the hint, as it makes the plan
     assert hint["psnr"] == pytest.approx(psnr(original, model_view(model, hint_frame)), abs=1e-3)
-    assert hint["psnr"] < mine["psnr"]
+    assert float(hint["psnr"]) < float(mine["psnr"])
     # upstream's panel: its request's numbers
     theirs = panels[2]
     assert numbers(theirs["label"][1]) == [plan.original.tokens_per_frame[0], plan.original.prompt_tokens,
                                            plan.limits.prompt_budget]
     assert theirs["fits"] == plan.original.fits
     return panels, picture
+
+
+def assert_psnr(panel: dict, expected: float) -> None:
+    """The panel's PSNR is ``expected``; a view that is the original pixels says so, not "162.75 dB"."""
+    if panel["identical"]:
+        assert expected > 100 and panel["psnr"] == "inf" and panel["label"][2] == preview.IDENTICAL
+        assert "dB" not in panel["label"][2]
+    else:
+        assert panel["psnr"] == pytest.approx(expected, abs=1e-3)
+        assert f"PSNR {expected:.2f} dB" in panel["label"][2]
 
 
 def assert_does_not_fit(panels: list[dict], picture: Image.Image, over: int) -> None:
@@ -141,7 +153,7 @@ def assert_sent_as_is(panels: list[dict], model, source: Path) -> None:
     theirs = panels[2]
     assert theirs["fits"] and "does not fit" not in " ".join(theirs["label"])
     original = first_frame(source)
-    assert theirs["psnr"] == pytest.approx(psnr(original, model_view(model, original)), abs=1e-3)
+    assert_psnr(theirs, psnr(original, model_view(model, original)))
 
 
 def test_generated_720p_clip_shows_upstream_does_not_fit(video_clip, model, tmp_path):
@@ -155,7 +167,7 @@ def test_generated_640x480_clip_sends_as_is(video_clip, model, tmp_path):
     clip = video_clip(640, 480, frames=3)
     panels, _ = check_preview(tmp_path / "p.png", clip, model, tmp_path)
     assert panels[0]["sent"] == [640, 480] and panels[0]["identical"]
-    assert "(the original pixels)" in panels[0]["label"][2]
+    assert panels[0]["label"][2] == "PSNR: identical to the original pixels" and panels[0]["psnr"] == "inf"
     assert panels[1]["sent"] == [320, 240]
     assert_sent_as_is(panels, model, clip)
 
@@ -186,19 +198,85 @@ def test_never_overwrites_and_makes_the_folder(video_clip, model, tmp_path):
 
 def test_without_a_usable_encoder_it_approximates_and_says_so(video_clip, model, tmp_path, monkeypatch, caplog):
     clip = video_clip(1280, 704, frames=2)
-    encoder_type = type(preview._Encoder(model).encoder)
 
-    def no_opencv(self, content):
-        raise ImportError("OpenCV is required for this function")
+    real = type(model.tokenizer).encode_chat_completion
 
-    monkeypatch.setattr(encoder_type, "__call__", no_opencv)
-    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.preview"):
+    def no_opencv(self, request, *args, **kwargs):  # text alone still encodes, as without OpenCV
+        chunks = [c for m in request.messages if isinstance(m.content, list) for c in m.content]
+        if any(getattr(c, "image", None) is not None for c in chunks):
+            raise ImportError("OpenCV is required for this function")
+        return real(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.tokenizer), "encode_chat_completion", no_opencv)
+    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.model_view"):
         out = preview.render_preview(clip, PROMPT, Options(), tmp_path / "p.png", model=model)
-    assert "approximated with Pillow" in caplog.text
+    assert "approximated with Pillow" in caplog.text and "demo extra" in caplog.text
     panels = figures(out)
     assert panels[0]["by_encoder"] is False and panels[0]["view"] == [928, 512]
     plan = plan_frames(clip, PROMPT, Options(), model=model).plan
     assert panels[0]["frame_tokens"] == plan.planned.tokens_per_frame[0]
+
+
+def test_the_view_comes_from_the_public_chat_encoding(video_clip, model, monkeypatch):
+    """``encode_chat_completion`` makes the view; the tokenizer's encoder attributes are not read."""
+    calls = []
+    real = type(model.tokenizer).encode_chat_completion
+
+    def spy(self, request, *args, **kwargs):
+        calls.append(request)
+        return real(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.tokenizer), "encode_chat_completion", spy)
+    image = first_frame(video_clip(1280, 704, frames=1))
+    view = model_view_module.Encoder(model).view(image)
+    assert len(calls) == 1 and view.by_encoder and view.size == (1024, 576)
+    assert view.tokens == model.count([(1280, 704)], "", Limits()).tokens_per_frame[0]
+    monkeypatch.undo()
+    assert np.array_equal(np.rint(view.pixels), np.rint(model_view(model, image)))
+    source = Path(model_view_module.__file__).read_text()
+    assert "image_encoder" not in source and "mm_encoder" not in source
+
+
+def test_normalisation_constants_each_path(monkeypatch, caplog):
+    """mistral_common 1.8+ keeps them in tokenizers.image, older ones in tokenizers.multimodal; else none."""
+    real = importlib.import_module
+    older = types.SimpleNamespace(DATASET_MEAN=(0.5, 0.5, 0.5), DATASET_STD=(0.25, 0.25, 0.25))
+
+    mean, std = model_view_module.clip_constants()  # the installed version's own home
+    assert mean.shape == std.shape == (3, 1, 1) and 0.4 < float(mean[0, 0, 0]) < 0.5
+
+    def before_1_8(name, *args):
+        if name == model_view_module.CONSTANT_MODULES[0]:
+            raise ImportError(f"No module named {name!r}")
+        return older if name == model_view_module.CONSTANT_MODULES[1] else real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", before_1_8)
+    with caplog.at_level(logging.DEBUG, logger="cosmos_upsample_fix.tools.model_view"):
+        mean, std = model_view_module.clip_constants()
+    assert mean.ravel().tolist() == [0.5] * 3 and std.ravel().tolist() == [0.25] * 3
+    assert "no normalisation constants in mistral_common.tokens.tokenizers.image" in caplog.text
+
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: types.SimpleNamespace())
+    with pytest.raises(AttributeError, match="DATASET_MEAN"):
+        model_view_module.clip_constants()
+
+
+def test_without_the_constants_it_approximates_and_says_so(video_clip, model, tmp_path, monkeypatch, caplog):
+    def missing():
+        raise AttributeError("no DATASET_MEAN/DATASET_STD")
+
+    monkeypatch.setattr(model_view_module, "clip_constants", missing)
+    with caplog.at_level(logging.WARNING, logger="cosmos_upsample_fix.tools.model_view"):
+        out = preview.render_preview(video_clip(640, 480, frames=2), PROMPT, Options(), tmp_path / "p.png",
+                                     model=model)
+    assert "approximated with Pillow" in caplog.text
+    assert all(p["by_encoder"] is False for p in figures(out) if p["view"])
+
+
+def test_the_header_says_what_the_text_takes(video_clip, model):
+    planned = plan_frames(video_clip(640, 480, frames=2), PROMPT, Options(), model=model)
+    header = preview._header(planned)
+    assert header.endswith(f"the prompt's text and chat template take {planned.plan.planned.text_tokens} tokens")
 
 
 @pytest.mark.parametrize("size, hint", [
@@ -235,4 +313,4 @@ def test_an_exif_still_upstream_panel_is_the_stored_image(model, tmp_path):
     assert upstream_panel["sent"] == [1400, 600] and upstream_panel["view"] == [1024, 448]
     with Image.open(tmp_path / "still.jpg") as stored:
         original = np.asarray(stored.convert("RGB"))
-    assert upstream_panel["psnr"] == pytest.approx(psnr(original, model_view(model, original)), abs=1e-3)
+    assert_psnr(upstream_panel, psnr(original, model_view(model, original)))

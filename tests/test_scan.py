@@ -1,6 +1,7 @@
 """``scan``: every row equals ``inspect --json``; upstream's specs/batch inputs resolved as upstream does."""
 from __future__ import annotations
 
+import gc
 import io
 import json
 import multiprocessing
@@ -8,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,8 @@ from cosmos_upsample_fix.tools.cli import main
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 
-EXTRA = {"input", "source", "prompt", "control", "generated", "note", "pixels_kept", "preview", "upsampler"}
+EXTRA = {"input", "source", "prompt", "control", "generated", "note", "pixels_kept", "model_own_size", "preview",
+         "preview_error", "upsampler"}
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +274,96 @@ def test_preview_dir_holds_one_png_per_planned_item(capsys, folder, tmp_path):
     assert all("preview" not in r for r in rows if "error" in r)
     with Image.open(made[0]) as image:
         assert image.format == "PNG" and image.width > rows[0]["planned"]["width"]
+
+
+def test_a_second_preview_run_into_the_same_folder(capsys, folder, tmp_path):
+    """Previews already there: new numbered names beside them; every row and the summary as the first run's."""
+    argv = [str(folder / "wide.mp4"), str(folder / "deep" / "small.mkv"), "--preview-dir", str(tmp_path / "p"),
+            "--prompt", PROMPT]
+    code, first = scan_rows(capsys, *argv)
+    kept = {p: p.read_bytes() for p in (tmp_path / "p").iterdir()}
+    assert code == 0 and len(kept) == 2
+    code, second = scan_rows(capsys, *argv)
+    assert code == 0 and all("error" not in row and "preview_error" not in row for row in second)
+    assert [{k: v for k, v in r.items() if k != "preview"} for r in second] == [
+        {k: v for k, v in r.items() if k != "preview"} for r in first]
+    assert [Path(r["preview"]).name for r in second] == ["001_wide-2.png", "002_small-2.png"]
+    assert all(Path(r["preview"]).is_file() for r in second)
+    assert {p: p.read_bytes() for p in kept} == kept  # the first run's files untouched
+    assert main(["scan", *argv]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("1 of 2 items would stop upstream's upsampler; all fit with `fit`")
+
+
+def test_a_preview_that_cannot_be_written_leaves_the_plan_alone(capsys, folder, tmp_path, monkeypatch):
+    from cosmos_upsample_fix.errors import InputError
+    from cosmos_upsample_fix.tools import preview
+
+    def fail(*_args, **_kwargs):
+        raise InputError("cannot write p.png: No space left on device")
+
+    monkeypatch.setattr(preview, "render_preview", fail)
+    argv = [str(folder / "wide.mp4"), "--preview-dir", str(tmp_path / "p"), "--prompt", PROMPT, "-j", "1"]
+    code, rows = scan_rows(capsys, *argv)
+    _, expected = inspect_json(capsys, str(folder / "wide.mp4"), "--prompt", PROMPT)
+    assert code == 0 and "error" not in rows[0] and "No space left" in rows[0]["preview_error"]
+    assert plan_fields({k: v for k, v in rows[0].items() if k != "preview_error"}) == {
+        k: v for k, v in expected.items() if k != "source"}
+    assert main(["scan", *argv]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "928x512" in out[1] and any("preview not written" in line and "No space left" in line for line in out)
+    assert out[-1].startswith("1 of 1 item would stop upstream's upsampler; all fit with `fit`")
+    assert out[-1].endswith("1 preview not written")
+
+
+def _starts(line: str, cell: str) -> int:
+    """The display column where ``cell`` starts in ``line`` (a wide CJK character takes two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line[:line.index(cell)])
+
+
+def test_the_table_lines_up_by_display_width(capsys, folder, tmp_path):
+    wide = tmp_path / "广角视频.mp4"
+    wide.write_bytes((folder / "wide.mp4").read_bytes())
+    assert main(["scan", str(wide), str(folder / "deep" / "small.mkv"), "--prompt", PROMPT]) == 0
+    header, first, second = capsys.readouterr().out.splitlines()[:3]
+    assert _starts(first, "(same)") == _starts(second, "(same)") == _starts(header, "upsampler reads")
+    assert _starts(first, "1280x704") == _starts(second, "320x240") == _starts(header, "size")
+    assert _starts(first, "52.7%") == _starts(second, "100.0%") == _starts(header, "pixels kept")
+
+
+def test_the_table_lines_up_when_every_row_is_an_error(capsys, tmp_path):
+    assert main(["scan", str(tmp_path / "a.mp4"), str(tmp_path / "a much longer name.mp4")]) == 2
+    header, first, second = capsys.readouterr().out.splitlines()[:3]
+    assert _starts(first, "(same)") == _starts(second, "(same)") == _starts(header, "upsampler reads")
+    assert _starts(first, "error:") == _starts(second, "error:")
+
+
+def test_a_still_the_model_shrinks_itself_keeps_its_detail(capsys, tmp_path):
+    """A 1900x1100 still fits; it goes at 1024x608, the size the model's own resize makes (same tokens)."""
+    still = make_image(tmp_path / "big.png", 1900, 1100)
+    code, rows = scan_rows(capsys, str(still), "--prompt", PROMPT)
+    row = rows[0]
+    assert code == 0 and row["original"]["fits"] and row["planned"]["frame_sizes"] == [[1024, 608]]
+    assert row["planned"]["tokens_per_frame"] == row["original"]["tokens_per_frame"]
+    assert row["model_own_size"] is True
+    assert main(["scan", str(still), "--prompt", PROMPT]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.endswith("as the model shrinks it (same tokens)") and "%" not in line
+    code, rows = scan_rows(capsys, str(make_clip(tmp_path / "w.mp4", 1280, 704, frames=2)), "--prompt", PROMPT)
+    assert rows[0]["model_own_size"] is False and rows[0]["pixels_kept"] == 0.5273  # shrunk by the plan
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+def test_a_callers_gc_freeze_is_left_alone(capsys, folder, monkeypatch):
+    monkeypatch.setattr(scan, "ITEMS_PER_WORKER", 1)
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        code, rows = scan_rows(capsys, str(folder), "-j", "2")
+        assert code == 0 and len(rows) == 7
+        assert gc.get_freeze_count() >= frozen  # what the caller froze stays frozen
+    finally:
+        gc.unfreeze()
+    code, rows = scan_rows(capsys, str(folder), "-j", "2")
+    assert code == 0 and gc.get_freeze_count() == 0  # and scan's own freeze is undone

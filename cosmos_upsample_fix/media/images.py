@@ -29,6 +29,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from cosmos_upsample_fix.core.budget import Size
+from cosmos_upsample_fix.media.output import new_file
 
 logger = logging.getLogger(__name__)
 
@@ -199,14 +200,12 @@ def encode_png(image: np.ndarray, level: int = 0) -> bytes:
 
 
 def write_png(image: np.ndarray, path: str | os.PathLike[str], level: int = 0) -> Path:
-    """Write ``image`` as a PNG at ``path`` (created exclusively: never overwrites a file)."""
-    path = Path(path)
+    """Write ``image`` as a PNG at ``path`` (created exclusively: never overwrites a file).
+
+    Raises :class:`~cosmos_upsample_fix.errors.OutputExistsError` (a FileExistsError too) when
+    ``path`` exists; a failed write leaves no truncated PNG behind.
+    """
     pieces = _png_pieces(image, level)
-    handle = open(path, "xb")
-    try:
-        with handle:
-            handle.writelines(pieces)
-    except BaseException:  # e.g. a full disk: leave no truncated PNG behind
-        path.unlink(missing_ok=True)
-        raise
-    return path
+    with new_file(path) as (handle, written):
+        handle.writelines(pieces)
+    return written

@@ -15,6 +15,7 @@ import av
 import numpy as np
 
 from cosmos_upsample_fix.errors import InputError
+from cosmos_upsample_fix.media.output import new_file
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int = 24, crf: int = 12) -> Path:
@@ -29,24 +30,14 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
         raise InputError("no frames to write")
     height, width = frames[0].shape[:2]
     pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    try:
-        handle = open(path, "xb")
-    except FileExistsError:
-        raise InputError(f"{path} already exists; not overwriting it") from None
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with handle, av.open(handle, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps))
-            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-            stream.options = {"crf": str(crf), "preset": "medium"}
-            for image in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode())
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise
+    with new_file(path) as (handle, _), av.open(handle, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
     return path
 
 

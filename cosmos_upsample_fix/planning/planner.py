@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from cosmos_upsample_fix.core.options import Options, Policy
 from cosmos_upsample_fix.core.policies import plan_sizes
 from cosmos_upsample_fix.errors import InputError
 from cosmos_upsample_fix.media.frames import VideoInfo, probe, read_frames
-from cosmos_upsample_fix.media.frames.selection import check_selection
+from cosmos_upsample_fix.media.frames.selection import check_selection, select_indices
 from cosmos_upsample_fix.media.images import resize, write_png
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, effective_prompt, load_model
 
@@ -133,15 +133,7 @@ class PlannedFrames:
         paths: list[Path] = []
         try:
             for i, image in enumerate(self.images, start=1):
-                path = out / f"{stem}_{i}.png"
-                try:
-                    paths.append(write_png(image, path, level))
-                except FileExistsError:
-                    raise InputError(
-                        f"{path} already exists; not overwriting it (choose an empty --out-dir)"
-                    ) from None
-                except OSError as exc:
-                    raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+                paths.append(write_png(image, out / f"{stem}_{i}.png", level))  # InputError: exists, unwritable
         except BaseException:
             for written in paths:
                 written.unlink(missing_ok=True)
@@ -168,14 +160,27 @@ def frame_request(options: Options, limits: Limits) -> tuple[int, bool]:
     return check_selection(count, options.select), exact
 
 
+def pick_images(paths: Sequence[Any], options: Options, limits: Limits) -> list[int]:
+    """Which of the listed images to send: all of them, or ``options.frames`` picked by ``options.select``."""
+    if options.frames is None:
+        limits.check_images(len(paths))  # its advice, --frames N, picks N of them
+        return list(range(len(paths)))
+    count, _ = frame_request(options, limits)
+    if count > len(paths):
+        raise InputError(f"{len(paths)} {'image' if len(paths) == 1 else 'images'} given; {count} asked")
+    return select_indices(len(paths), count, options.select)
+
+
 def original_sizes(source: Any, info: VideoInfo) -> tuple[list[Size], tuple[int, ...]]:
     """What upstream sends: all listed images, or a video's first two frames, at full size.
 
     A still goes as stored in the file (upstream's PIL/OpenCV path and vLLM do not apply
     EXIF orientation); a video frame as its decoder shows it.
     """
-    if info.kind == "images":
-        sizes = [info.stored_size] + [probe(p).stored_size for p in list(source)[1:]]
+    if info.kind == "images":  # info describes the first image read, not always the first listed
+        listed = list(source)
+        first = info.stored_size if os.fspath(listed[0]) == info.path else probe(listed[0]).stored_size
+        sizes = [first] + [probe(p).stored_size for p in listed[1:]]
         return sizes, tuple(range(len(sizes)))
     if info.kind == "image":
         return [info.stored_size], (0,)
@@ -184,15 +189,18 @@ def original_sizes(source: Any, info: VideoInfo) -> tuple[list[Size], tuple[int,
     return [(info.width, info.height)] * n, tuple(range(n))
 
 
-def _warn_if_small(plan: Plan, sizes: Sequence[Size]) -> None:
-    """A WARNING when the plan shrank a frame below :data:`SMALL_SIDE` on its long side."""
+def _warn_if_small(plan: Plan, sizes: Sequence[Size], one_frame: str) -> None:
+    """A WARNING when the plan shrank a frame below :data:`SMALL_SIDE` on its long side.
+
+    ``one_frame`` is how the caller's user asks for one frame (``frames=1``, ``--frames 1``).
+    """
     planned = plan.planned.frame_sizes
     if list(planned) == list(sizes) or max(max(s) for s in planned) >= SMALL_SIDE:
         return
     log.warning(
         "cosmos-upsample-fix: the frames were shrunk to %s (long side under %d px) because the prompt itself "
-        "takes %d of the %d tokens available; use a shorter prompt, or send one frame (frames=1), for more detail",
-        "x".join(map(str, planned[0])), SMALL_SIDE, plan.planned.text_tokens, plan.limits.prompt_budget,
+        "takes %d of the %d tokens available; use a shorter prompt, or send one frame (%s), for more detail",
+        "x".join(map(str, planned[0])), SMALL_SIDE, plan.planned.text_tokens, plan.limits.prompt_budget, one_frame,
     )
 
 
@@ -204,14 +212,17 @@ def plan_frames(
     limits: Limits | None = None,
     model: UpsamplerModel | None = None,
     flag: str = "--policy",
+    one_frame: str = "frames=1",
 ) -> PlannedFrames:
     """Read the selected frames of ``source`` and downsize them so the request fits.
 
-    ``source`` is a video path, an image path, or a list of image paths (each one frame).
+    ``source`` is a video path, an image path, or a list of image paths (each one frame; an
+    explicit ``options.frames`` sends that many of them, picked by ``options.select``).
     ``options`` says how (policy, selection, frame count: ``None`` is up to upstream's two,
     fewer when the input has fewer; an explicit count the input cannot meet is an
     InputError); ``limits`` defaults to the options' limits and ``model`` to the options'
-    checkpoint folder (or the bundled tokenizer). ``flag`` is the option a refusal names.
+    checkpoint folder (or the bundled tokenizer). ``flag`` is the option a refusal names,
+    ``one_frame`` how the caller's user asks for one frame (named by the small-frames warning).
     Raises :class:`~cosmos_upsample_fix.errors.UpsampleFixError` subclasses on bad input or
     when nothing can fit; never sends or writes anything.
     """
@@ -220,12 +231,13 @@ def plan_frames(
     model = model or load_model(options.checkpoint_dir)
     policy, select = options.policy, options.select
     is_list = isinstance(source, (list, tuple))
-    if is_list:  # every listed image is a frame
-        limits.check_images(len(source))
-        count, exact = len(source), True
+    if is_list:  # every listed image is a frame; an explicit count picks that many of them
+        listed = pick_images(list(source), options, limits)
+        info, picked = read_frames([source[i] for i in listed], len(listed), select)
+        picked = [replace(frame, index=i) for frame, i in zip(picked, listed)]
     else:
         count, exact = frame_request(options, limits)
-    info, picked = read_frames(source, count, select, exact=exact)
+        info, picked = read_frames(source, count, select, exact=exact)
     images = [f.image for f in picked]
     sizes = [(im.shape[1], im.shape[0]) for im in images]
     text_tokens = model.text_tokens(prompt)
@@ -235,7 +247,7 @@ def plan_frames(
         source=_source_name(source),
         kind=info.kind,
         policy=policy,
-        select="list" if is_list else select,
+        select="list" if is_list and len(picked) == len(source) else select,
         limits=limits,
         grid=model.grid,
         tokenizer=str(model.tokenizer_file),
@@ -245,7 +257,7 @@ def plan_frames(
         frame_indices=tuple(f.index for f in picked),
     )
     log.debug("planned %s for %r", plan.summary(), effective_prompt(prompt)[:60])
-    _warn_if_small(plan, sizes)
+    _warn_if_small(plan, sizes, one_frame)
     return PlannedFrames(plan, resize_all(images, targets))
 
 

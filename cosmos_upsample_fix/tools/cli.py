@@ -19,31 +19,46 @@ from pathlib import Path
 from typing import Any
 
 from cosmos_upsample_fix import __version__
-from cosmos_upsample_fix.core.options import ENDPOINT_ENV, Options
+from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS
+from cosmos_upsample_fix.core.options import ENDPOINT_ENV, SELECTIONS, Options
 from cosmos_upsample_fix.errors import UpsampleFixError
 from cosmos_upsample_fix.planning.planner import UPSTREAM_FRAMES, Plan, PlannedFrames, plan_frames
-from cosmos_upsample_fix.tools.report import format_report
+from cosmos_upsample_fix.tools.console import (
+    PROG,
+    HeldWarnings,
+    LogLine,
+    internal_error,
+    optional_missing,
+    quiet_stdout,
+    require,
+)
+from cosmos_upsample_fix.tools.report import ONE_FRAME, format_report
 from cosmos_upsample_fix.tools.scan import local_only
 
-PROG = "cosmos-upsample-fix"
 DEMO_PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 TABLE_SIZES = ("320x180", "640x480", "928x510", "960x540", "960x704", "1280x704", "1280x720", "1920x1080",
                "3840x2160", "1280x800", "1024x1024", "882x1568")
+VIDEO_HELP = "a video, an image, or several images (one frame each)"
 SIGPIPE_STATUS = 141
 """128 + SIGPIPE: what a shell reports for a program whose reader closed the pipe."""
 
 
 def _common(parser: argparse.ArgumentParser, prompt: str | None = "") -> None:
+    limits = UPSTREAM_LIMITS
     parser.add_argument("--prompt", default=prompt, help="the prompt to upsample (empty: upstream's default text)")
     parser.add_argument("--policy", default="fit",
                         help="fit (default), max-side:N, max-pixels:N, scale:F, fixed:WxH, none")
     parser.add_argument("--frames", type=int, default=None,
-                        help="frames to send (default: up to 2, as upstream; fewer when the input has fewer)")
-    parser.add_argument("--select", default="first", choices=("first", "uniform", "ends"),
-                        help="which frames (default first)")
-    parser.add_argument("--max-model-len", type=int, default=4096, help="the engine's context length (default 4096)")
-    parser.add_argument("--reserve-output", type=int, default=300, help="tokens kept for the answer (default 300)")
-    parser.add_argument("--max-images", type=int, default=2, help="images the engine allows per prompt (default 2)")
+                        help=f"frames to send (default: up to {limits.max_images}, as upstream; fewer when the "
+                             "input has fewer); of several images, --frames N sends N of them, picked by --select")
+    parser.add_argument("--select", default=SELECTIONS[0], choices=SELECTIONS,
+                        help=f"which frames (default {SELECTIONS[0]})")
+    parser.add_argument("--max-model-len", type=int, default=limits.max_model_len,
+                        help=f"the engine's context length (default {limits.max_model_len})")
+    parser.add_argument("--reserve-output", type=int, default=limits.reserved_output_tokens,
+                        help=f"tokens kept for the answer (default {limits.reserved_output_tokens})")
+    parser.add_argument("--max-images", type=int, default=limits.max_images,
+                        help=f"images the engine allows per prompt (default {limits.max_images})")
     parser.add_argument("--checkpoint-dir", help="upstream's checkpoint folder or the upsampler model folder")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -55,25 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="what upstream would send, and what the policy plans")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="a video, an image, or several images (one frame each)")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("--preview", metavar="OUT.png",
                    help="also draw the first frame as the model sees it (plan, 320x180 hint, upstream)")
     _common(p)
 
     p = sub.add_parser("prepare", help="write the frames the upsampler would receive as PNG files")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("--out-dir", required=True, help="folder for the PNG files (created if missing; never overwritten)")
     _common(p)
 
     p = sub.add_parser("hint", help="write a small mp4 that fits, for the standalone upsampler")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("-o", "--output", required=True,
                    help="the mp4 to write (never overwritten); a folder (or a name ending in /) gets NAME_hint.mp4; "
                         "missing folders are created")
     _common(p)
 
     p = sub.add_parser("upsample", help="send the fitted request to an upsampler server, print its prompt")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("--endpoint",
                    help=f"the server's OpenAI base URL, e.g. http://HOST:8000/v1 (default: ${ENDPOINT_ENV})")
     _common(p)
@@ -98,13 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(prompt=DEMO_PROMPT)
 
     p = sub.add_parser("patch", help="apply, check or revert the source patch on a Cosmos checkout")
-    p.add_argument("action", choices=("apply", "check", "revert"))
-    p.add_argument("cosmos_dir", metavar="COSMOS_DIR")
+    p.add_argument("action", choices=("apply", "check", "revert"),
+                   help="apply the patch, check it (exit 0 applied, 1 applicable, 2 not), or revert it")
+    p.add_argument("cosmos_dir", metavar="COSMOS_DIR", help="a cosmos-transfer1 checkout")
     return parser
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The number flags, checked here so that a refusal names the flag (not ``Options``' keyword)."""
+    for flag, minimum in (("--frames", 1), ("--max-model-len", 1), ("--reserve-output", 0), ("--max-images", 1)):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and value < minimum:
+            raise UpsampleFixError(f"{flag} must be a whole number >= {minimum}, got {value}")
+    if args.max_model_len <= args.reserve_output:
+        raise UpsampleFixError(f"--max-model-len ({args.max_model_len}) must be above --reserve-output "
+                               f"({args.reserve_output})")
 
 
 def _options(args: argparse.Namespace, endpoint: str | None = None) -> Options:
     """The command line's edge: the one place its flags become :class:`Options`."""
+    _check_numbers(args)
     return Options.build(
         policy=args.policy, select=args.select, frames=args.frames, max_model_len=args.max_model_len,
         reserve_output=args.reserve_output, max_images=args.max_images, checkpoint_dir=args.checkpoint_dir,
@@ -125,7 +153,8 @@ def _plan(args: argparse.Namespace, inputs: Sequence[str] | str) -> PlannedFrame
     from cosmos_upsample_fix.planning.tokenizer import load_model
 
     options = _options(args)
-    return plan_frames(_source(inputs), args.prompt, options, model=load_model(options.checkpoint_dir))
+    return plan_frames(_source(inputs), args.prompt, options, model=load_model(options.checkpoint_dir),
+                       one_frame=ONE_FRAME)
 
 
 def _emit(args: argparse.Namespace, plan: Plan, extra: dict[str, Any] | None = None, text: str = "") -> int:
@@ -147,7 +176,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     options = _options(args)
     path = render_preview(_source(args.inputs), args.prompt, options, args.preview,
-                          model=load_model(options.checkpoint_dir), limits=planned.plan.limits)
+                          model=load_model(options.checkpoint_dir), planned=planned)
     return _emit(args, planned.plan, {"preview": str(path)}, f"preview:  {path}")
 
 
@@ -237,13 +266,14 @@ def _scan(args: argparse.Namespace) -> int:
     else:
         print(table(rows))
         print(summary(rows, options.policy.spec))
-    errors = [row["error"] for row in rows if "error" in row]
-    if any(error.startswith("internal error") for error in errors):
+    errors = [row["error"] for row in rows if "error" in row]  # the items decide; a preview not written does not
+    if any(error.startswith("internal error") for error in errors + [r.get("preview_error", "") for r in rows]):
         return 1
     return 2 if errors else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
+    require("cv2", "demo (mistral_common tokenizes the written frames with it)")
     out = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="cosmos-upsample-fix-demo-"))
     made = not args.out_dir or not out.exists()
     try:
@@ -282,12 +312,13 @@ def _demo_in(args: argparse.Namespace, out: Path) -> int:
 def _table(args: argparse.Namespace) -> int:
     from cosmos_upsample_fix.core.options import parse_size
     from cosmos_upsample_fix.planning.tokenizer import load_model
-    from cosmos_upsample_fix.tools.report import token_table
+    from cosmos_upsample_fix.tools.report import token_rows, token_table
 
     options = _options(args)
     sizes = [parse_size(text) for text in args.sizes or TABLE_SIZES]
     model = load_model(options.checkpoint_dir)
-    print(token_table(model, options.limits(), options.policy, sizes, args.frames or UPSTREAM_FRAMES, args.prompt))
+    table = token_rows(model, options.limits(), options.policy, sizes, args.frames or UPSTREAM_FRAMES, args.prompt)
+    print(json.dumps(table, indent=2) if args.json else token_table(table))
     return 0
 
 
@@ -298,40 +329,21 @@ def _patch(args: argparse.Namespace) -> int:
 
     if args.action == "check":
         status = check(args.cosmos_dir)
-        print(status.message, file=sys.stderr if status.state is PatchState.MISMATCH else sys.stdout)
+        if status.state is PatchState.MISMATCH:  # an error line like every command's
+            print(f"{PROG}: error: {status.message}", file=sys.stderr)
+        else:
+            print(status.message)
         return int(status.state)
     try:
         changed = apply(args.cosmos_dir) if args.action == "apply" else revert(args.cosmos_dir)
     except PatchError as exc:
-        print(f"{args.action} failed: {exc}", file=sys.stderr)
-        return 2
+        raise PatchError(f"{args.action} failed: {exc}") from None
     if not changed:
         print(f"nothing to do: {args.cosmos_dir} is {'already patched' if args.action == 'apply' else 'not patched'}")
         return 0
     names = ", ".join(str(Path(p).relative_to(args.cosmos_dir)) for p in changed)
     print(f"{'patched' if args.action == 'apply' else 'reverted'} {len(changed)} files in {args.cosmos_dir}: {names}")
     return 0
-
-
-class _HeldWarnings(logging.Handler):
-    """Keeps the package's warnings while a command runs (see :func:`main`)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-def _quiet_stdout() -> None:
-    """After the reader closed the pipe: send what is left to /dev/null, so exiting prints nothing."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a caller)
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -348,11 +360,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
         except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (e.g. replaced by a caller)
             pass
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    console = logging.StreamHandler()
+    console.setFormatter(LogLine())
+    logging.basicConfig(level=logging.WARNING, handlers=[console])
     handlers = {"inspect": _inspect, "prepare": _prepare, "hint": _hint, "upsample": _upsample, "scan": _scan,
                 "demo": _demo, "table": _table, "patch": _patch}
     package_log = logging.getLogger("cosmos_upsample_fix")
-    held, propagate = _HeldWarnings(), package_log.propagate
+    held, propagate = HeldWarnings(), package_log.propagate
     package_log.addHandler(held)
     package_log.propagate = False
     failed = True
@@ -362,21 +376,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = False
         return code
     except BrokenPipeError:  # `... | head`: the reader has what it wanted; end quietly
-        _quiet_stdout()
+        quiet_stdout()
         return SIGPIPE_STATUS
     except UpsampleFixError as exc:
         held.records.clear()  # the one-line error says what went wrong
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional module missing is the user's to fix; another is ours
+        missing = optional_missing(exc)
+        if missing is None:
+            return internal_error(exc)
+        held.records.clear()
+        print(f"{PROG}: error: {missing}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure still gets one line; the traceback on request
-        if os.environ.get("COSMOS_UPSAMPLE_FIX_DEBUG"):
-            raise
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())
-        print(f"{PROG}: internal error: {text} (set COSMOS_UPSAMPLE_FIX_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+        return internal_error(exc)
     finally:
         package_log.removeHandler(held)
         package_log.propagate = propagate

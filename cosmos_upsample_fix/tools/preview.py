@@ -4,20 +4,18 @@ The first frame is drawn three ways, side by side at one scale (one model pixel 
 same number of picture pixels in every panel): as the model would see it under the plan,
 under the hand-made hint clip (the frame at 320 px on its long side, 320x180 for 16:9),
 and under upstream's request (the original frame), or, when that request does not fit, a
-panel saying by how many tokens. Each view is made by mistral_common's own image encoder
-(its size cap, its patch grid and its OpenCV cubic resize), the object vLLM calls. Each
+panel saying by how many tokens. Each view is made by mistral_common's own chat encoding
+(:mod:`.model_view`: its size cap, its patch grid and its OpenCV cubic resize), which vLLM calls. Each
 panel is labelled with its size, its tokens and its PSNR against the original frame (the
 view scaled back to the original's size with OpenCV's cubic filter, as the benchmarks
 score it). The figures are also stored in the PNG as JSON (text key ``cosmos-upsample-fix``).
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,10 @@ from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.errors import InputError
 from cosmos_upsample_fix.media.frames import read_frames
 from cosmos_upsample_fix.media.images import resize
+from cosmos_upsample_fix.media.output import new_file
 from cosmos_upsample_fix.planning.planner import PlannedFrames, plan_frames
-from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, chunk_classes, load_model, mistral_common_version
+from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, load_model, mistral_common_version
+from cosmos_upsample_fix.tools.model_view import Encoder, psnr_against
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ PNG_TEXT_KEY = "cosmos-upsample-fix"
 
 HINT_LONG_SIDE = 320
 """The long side of the hand-made hint clip users make as a workaround (320x180 for 16:9)."""
+
+IDENTICAL = "PSNR: identical to the original pixels"
+"""The PSNR line of a view that is the original frame, pixel for pixel."""
 
 _MARGIN, _GAP, _PAD = 16, 16, 6
 _BACKGROUND, _INK, _FAINT, _ALERT = (255, 255, 255), (20, 20, 20), (110, 110, 110), (190, 30, 30)
@@ -59,93 +62,6 @@ def hint_size(width: int, height: int) -> Size:
     if width >= height:
         return HINT_LONG_SIDE, max(2, 2 * round(HINT_LONG_SIDE / 2 * height / width))
     return max(2, 2 * round(HINT_LONG_SIDE / 2 * width / height)), HINT_LONG_SIDE
-
-
-# ---------------------------------------------------------------- the model's view
-
-
-@dataclass(frozen=True)
-class ModelView:
-    """An image as the model receives it: RGB floats on 0..255 (not clipped), and its tokens."""
-
-    pixels: np.ndarray
-    tokens: int
-    by_encoder: bool
-    """True when mistral_common's encoder made it; False for the logged Pillow approximation."""
-
-    @property
-    def size(self) -> Size:
-        return self.pixels.shape[1], self.pixels.shape[0]
-
-
-class _Encoder:
-    """mistral_common's ImageEncoder of a tokenizer, across its versions (1.5.4 to newest).
-
-    The encoder is ``instruct_tokenizer.image_encoder`` from 1.8, ``mm_encoder`` before; it
-    takes an ``ImageChunk`` and returns the tokens and the resized pixels normalised with
-    the CLIP mean and standard deviation kept beside it, which we undo.
-    """
-
-    def __init__(self, model: UpsamplerModel) -> None:
-        self.model = model
-        self.encoder: Any = None
-        self.mean = self.std = np.zeros((3, 1, 1), np.float32)
-        try:
-            instruct = model.tokenizer.instruct_tokenizer
-            encoder = getattr(instruct, "image_encoder", None) or getattr(instruct, "mm_encoder", None)
-            if encoder is None:
-                raise AttributeError("the tokenizer has no image encoder")
-            module = sys.modules.get(type(encoder).__module__) or importlib.import_module(type(encoder).__module__)
-            self.mean = np.asarray(module.DATASET_MEAN, np.float32)[:, None, None]
-            self.std = np.asarray(module.DATASET_STD, np.float32)[:, None, None]
-            self.encoder = encoder
-        except (AttributeError, ImportError) as exc:
-            self._note(exc)
-
-    def _note(self, exc: BaseException) -> None:
-        log.warning(
-            "preview: mistral_common %s's image encoder is not usable here (%s: %s); the model's view is "
-            "approximated with Pillow's cubic resize to the model's grid", mistral_common_version(),
-            type(exc).__name__, exc,
-        )
-        self.encoder = None
-
-    def view(self, image: np.ndarray) -> ModelView:
-        """``image`` (HxWx3 uint8 RGB) as the model sees it."""
-        if self.encoder is not None:
-            image_chunk = chunk_classes()[0]
-            try:
-                encoding = self.encoder(image_chunk(image=Image.fromarray(image)))
-            except ImportError as exc:  # OpenCV missing: mistral_common cannot resize
-                self._note(exc)
-            else:
-                chw = np.asarray(encoding.image, np.float32) * self.std + self.mean
-                pixels = np.ascontiguousarray((chw * 255.0).transpose(1, 2, 0), dtype=np.float32)
-                return ModelView(pixels, len(encoding.tokens), True)
-        size = model_pixels((image.shape[1], image.shape[0]), self.model.grid)
-        count = self.model.count([(image.shape[1], image.shape[0])], "", Limits(max_model_len=10**9))
-        resized = Image.fromarray(image).resize(size, Image.Resampling.BICUBIC)
-        return ModelView(np.asarray(resized, np.float32), count.tokens_per_frame[0], False)
-
-
-def _cubic(pixels: np.ndarray, size: Size) -> np.ndarray:
-    """Float RGB resized to ``size`` with OpenCV's cubic filter (Pillow's when OpenCV is missing)."""
-    try:
-        import cv2
-    except ImportError:
-        channels = [np.asarray(Image.fromarray(pixels[..., c]).resize(size, Image.Resampling.BICUBIC))
-                    for c in range(3)]
-        return np.stack(channels, axis=-1).astype(np.float32)
-    return np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_CUBIC), np.float32)
-
-
-def psnr_against(original: np.ndarray, view: ModelView) -> float:
-    """PSNR (dB, peak 255, all RGB channels) of ``view`` scaled back to the original's size, clipped."""
-    size = (original.shape[1], original.shape[0])
-    back = view.pixels if view.size == size else _cubic(view.pixels, size)
-    diff = np.clip(back, 0.0, 255.0) - original.astype(np.float32)
-    mse = float(np.mean(np.square(diff), dtype=np.float64))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0 * 255.0 / mse)
 
 
 # ---------------------------------------------------------------- panels
@@ -169,7 +85,7 @@ class Panel:
     psnr: float | None = None
     note: str = ""
     identical: bool = False
-    """True when the view, rounded to 8 bits, is the original frame pixel for pixel."""
+    """True when the view, rounded to 8 bits, is the original frame pixel for pixel (its PSNR is then inf)."""
     box: list[int] | None = None
     """Where the picture is drawn: x, y, width, height in the PNG (set when drawn)."""
     by_encoder: bool = True
@@ -184,9 +100,10 @@ class Panel:
         lines.append(f"{self.frame_tokens} tokens/frame, request {self.request_tokens} of {self.budget}")
         if self.pixels is None:
             lines.append(self.note)
+        elif self.identical:  # a float round trip leaves ~1e-6 of noise: not "162.75 dB", but what it is
+            lines.append(IDENTICAL)
         else:
-            psnr = "inf" if self.psnr == math.inf else f"{self.psnr:.2f}"
-            lines.append(f"PSNR {psnr} dB" + (" (the original pixels)" if self.identical else ""))
+            lines.append(f"PSNR {self.psnr:.2f} dB")
         return lines
 
     def figures(self) -> dict[str, Any]:
@@ -208,7 +125,7 @@ def _refusal(count: RequestCount) -> str:
     return f"does not fit: {len(count.frame_sizes)} images, the engine takes {count.limits.max_images}"
 
 
-def _panel(title: str, count: RequestCount, image: np.ndarray, reference: np.ndarray, encoder: _Encoder) -> Panel:
+def _panel(title: str, count: RequestCount, image: np.ndarray, reference: np.ndarray, encoder: Encoder) -> Panel:
     """A panel for the request ``count`` whose first frame is ``image``."""
     panel = Panel(
         title=title, sent=list(count.frame_sizes[0]), frames=len(count.frame_sizes),
@@ -227,6 +144,8 @@ def _panel(title: str, count: RequestCount, image: np.ndarray, reference: np.nda
     panel.psnr = psnr_against(reference, view)
     panel.pixels = np.clip(np.rint(view.pixels), 0, 255).astype(np.uint8)
     panel.identical = panel.pixels.shape == reference.shape and bool(np.array_equal(panel.pixels, reference))
+    if panel.identical:
+        panel.psnr = math.inf
     panel.by_encoder = view.by_encoder
     return panel
 
@@ -247,7 +166,7 @@ def _upstream_first(source: Any, frame: np.ndarray, size: Size) -> np.ndarray:
 def preview_panels(planned: PlannedFrames, source: Any, prompt: str | None, model: UpsamplerModel) -> list[Panel]:
     """The three panels for a plan of ``source``: plan, hint, upstream."""
     plan = planned.plan
-    encoder = _Encoder(model)
+    encoder = Encoder(model)
     _, frames = read_frames(source, 1, "first", exact=False)
     original = frames[0].image
     width, height = original.shape[1], original.shape[0]
@@ -347,12 +266,16 @@ def _header(planned: PlannedFrames) -> str:
     return (
         f"{Path(plan.source.split(', ')[0]).name}: first frame ({original[0]}x{original[1]}) as the model sees it; "
         f"prompt budget {limits.prompt_budget} = max_model_len {limits.max_model_len} - "
-        f"{limits.reserved_output_tokens} for the answer; the prompt's text takes {plan.planned.text_tokens}"
+        f"{limits.reserved_output_tokens} for the answer; the prompt's text and chat template take "
+        f"{plan.planned.text_tokens} tokens"
     )
 
 
-def _save(canvas: Image.Image, panels: list[Panel], out_path: str | os.PathLike[str]) -> Path:
-    """Write the PNG with the figures as a text chunk; never overwrites; no partial file left."""
+def _save(canvas: Image.Image, panels: list[Panel], out_path: str | os.PathLike[str], free_name: bool = False) -> Path:
+    """Write the PNG with the figures as a text chunk; never overwrites; no partial file left.
+
+    ``free_name``: when ``out_path`` exists, write the first free numbered name beside it.
+    """
     path = Path(out_path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,19 +283,9 @@ def _save(canvas: Image.Image, panels: list[Panel], out_path: str | os.PathLike[
         raise InputError(f"cannot create the folder {path.parent} for the preview: {exc.strerror or exc}") from None
     info = PngImagePlugin.PngInfo()
     info.add_text(PNG_TEXT_KEY, json.dumps([p.figures() for p in panels]))
-    try:
-        handle = open(path, "xb")
-    except FileExistsError:
-        raise InputError(f"{path} already exists; not overwriting it (choose another preview file)") from None
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with handle:
-            canvas.save(handle, format="PNG", pnginfo=info, compress_level=1)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
+    with new_file(path, free_name) as (handle, written):
+        canvas.save(handle, format="PNG", pnginfo=info, compress_level=1)
+    return written
 
 
 def render_preview(
@@ -383,15 +296,22 @@ def render_preview(
     *,
     model: UpsamplerModel | None = None,
     limits: Limits | None = None,
+    planned: PlannedFrames | None = None,
+    one_frame: str = "frames=1",
+    free_name: bool = False,
 ) -> Path:
     """Plan ``source`` and draw its first frame as the model sees it (plan, hint, upstream) to ``out_path``.
 
-    Raises what :func:`~cosmos_upsample_fix.planning.planner.plan_frames` raises, and InputError when
-    ``out_path`` exists (never overwritten) or cannot be written.
+    ``planned`` is a plan of ``source`` already made (then it is not planned again);
+    ``one_frame`` is passed to the planner; ``free_name`` writes the first free numbered name
+    beside ``out_path`` when that exists (the path written is returned). Raises what
+    :func:`~cosmos_upsample_fix.planning.planner.plan_frames` raises, and InputError when
+    ``out_path`` exists (never overwritten; without ``free_name``) or cannot be written.
     """
     options = options or Options()
     model = model or load_model(options.checkpoint_dir)
-    planned = plan_frames(source, prompt, options, limits=limits, model=model)
+    if planned is None:
+        planned = plan_frames(source, prompt, options, limits=limits, model=model, one_frame=one_frame)
     panels = preview_panels(planned, source, prompt, model)
     canvas = draw_preview(panels, _header(planned), planned.plan.planned_size, model.grid)
-    return _save(canvas, panels, out_path)
+    return _save(canvas, panels, out_path, free_name)

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from cosmos_upsample_fix.core.budget import Limits, RequestCount, Size
+from cosmos_upsample_fix.core.budget import Limits, RequestCount, Size, accepts, model_pixels
 from cosmos_upsample_fix.core.options import Policy
 from cosmos_upsample_fix.core.policies import plan_sizes
 from cosmos_upsample_fix.media.frames.selection import frames_phrase
 from cosmos_upsample_fix.planning.planner import Plan
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel
+
+ONE_FRAME = "--frames 1"
+"""How a user of the command line asks for one frame (the planner's advice names it)."""
 
 
 def describe(count: RequestCount) -> str:
@@ -18,6 +22,22 @@ def describe(count: RequestCount) -> str:
     per = "/".join(str(t) for t in sorted(set(count.tokens_per_frame), reverse=True))
     each = " each" if len(count.frame_sizes) > 1 else ""
     return f"{frames_phrase(len(count.frame_sizes))} at {shown}: {per} tokens{each}, {count.prompt_tokens} in all"
+
+
+def model_own_size(plan: Plan) -> bool:
+    """True when the plan shrinks the frames only to the size the model's own resize gives them.
+
+    A frame over the model's side cap is resized by the model anyway; sent at that size (the
+    same token grid, the same tokens) it loses nothing the model would have seen, so its
+    "pixels kept" below 100% is not a loss of detail.
+    """
+    original, planned = plan.original, plan.planned
+    if list(original.frame_sizes) == list(planned.frame_sizes) or original.rejected:
+        return False
+    return all(
+        accepts(o, plan.grid) and p == model_pixels(o, plan.grid)
+        for o, p in zip(original.frame_sizes, planned.frame_sizes)
+    ) and original.tokens_per_frame[:len(planned.tokens_per_frame)] == planned.tokens_per_frame
 
 
 def format_report(plan: Plan) -> str:
@@ -46,26 +66,52 @@ def format_report(plan: Plan) -> str:
         f"plan:     policy {plan.policy.spec}, {plan.select} frames {list(plan.frame_indices)}: {describe(p)} -> "
         + (f"fits ({p.budget_use:.1%} of the budget)" if p.fits else "does NOT fit"),
     ]
+    if model_own_size(plan):
+        (ow, oh), (pw, ph) = o.frame_sizes[0], p.frame_sizes[0]
+        lines.append(f"note:     {ow}x{oh} goes at {pw}x{ph}, the size the model itself shrinks it to "
+                     "(same tokens: no detail lost to the plan)")
     return "\n".join(lines)
 
 
-def token_table(
+def token_rows(
     model: UpsamplerModel, limits: Limits, policy: Policy, sizes: Sequence[Size], frames: int, prompt: str | None
-) -> str:
-    """The Markdown table of ``table``: each size's upstream request and the policy's plan."""
+) -> dict[str, Any]:
+    """The figures of ``table``: each size's upstream request and the policy's plan (``table --json``)."""
     text_tokens = model.text_tokens(prompt)
-    rows = [
-        f"| frames ({frames} each) | tokens per frame | upstream request | fits {limits.prompt_budget}? "
-        f"| {policy.spec} plan | planned request |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    rows = []
     for size in sizes:
         original = model.count([size] * frames, prompt, limits)
         target = plan_sizes([size] * frames, text_tokens, model.grid, limits, policy)
         planned = model.count(target, prompt, limits)
-        verdict = "yes" if original.fits else f"no (+{original.over_by})"
-        rows.append(
-            f"| {size[0]}x{size[1]} | {original.tokens_per_frame[0]} | {original.prompt_tokens} | {verdict} "
-            f"| {target[0][0]}x{target[0][1]} | {planned.prompt_tokens} ({planned.budget_use:.1%}) |"
+        rows.append({
+            "size": list(size),
+            "tokens_per_frame": original.tokens_per_frame[0],
+            "upstream": {"prompt_tokens": original.prompt_tokens, "fits": original.fits, "over_by": original.over_by},
+            "planned": {"size": list(target[0]), "tokens_per_frame": planned.tokens_per_frame[0],
+                        "prompt_tokens": planned.prompt_tokens, "fits": planned.fits,
+                        "budget_use": planned.budget_use},
+        })
+    return {
+        "policy": policy.spec, "frames": frames, "text_tokens": text_tokens,
+        "limits": {"max_model_len": limits.max_model_len, "reserved_output_tokens": limits.reserved_output_tokens,
+                   "max_images": limits.max_images, "prompt_budget": limits.prompt_budget},
+        "rows": rows,
+    }
+
+
+def token_table(table: dict[str, Any]) -> str:
+    """The Markdown table of ``table``, from :func:`token_rows`."""
+    lines = [
+        f"| frames ({table['frames']} each) | tokens per frame | upstream request | "
+        f"fits {table['limits']['prompt_budget']}? | {table['policy']} plan | planned request |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in table["rows"]:
+        upstream, planned = row["upstream"], row["planned"]
+        verdict = "yes" if upstream["fits"] else f"no (+{upstream['over_by']})"
+        lines.append(
+            f"| {row['size'][0]}x{row['size'][1]} | {row['tokens_per_frame']} | {upstream['prompt_tokens']} "
+            f"| {verdict} | {planned['size'][0]}x{planned['size'][1]} "
+            f"| {planned['prompt_tokens']} ({planned['budget_use']:.1%}) |"
         )
-    return "\n".join(rows)
+    return "\n".join(lines)

@@ -11,7 +11,8 @@ import gc
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from cosmos_upsample_fix.media.frames.selection import frames_phrase
 from cosmos_upsample_fix.media.frames.stills import still_image_error
 from cosmos_upsample_fix.planning.planner import SMALL_SIDE, Plan, frame_request, original_sizes
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, load_model
+from cosmos_upsample_fix.tools.report import ONE_FRAME, model_own_size
 
 VIDEO_SUFFIXES = frozenset(".mp4 .mov .m4v .mkv .webm .avi .mpg .mpeg .ts .mts .wmv .flv .gif".split())
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .webp .tif .tiff".split())
@@ -135,20 +137,42 @@ def plan_item(job: Job, model: UpsamplerModel | None = None) -> dict[str, Any]:
         if item.generated:  # upstream's generated control: a video of the input's first frames, same size
             info = replace(info, kind="video", frame_count=min(GENERATED_FRAMES, info.frame_count or 1))
         plan = plan_from_info(item.input, info, item.prompt, job.options, model)
-        if job.preview is not None:
-            from cosmos_upsample_fix.tools.preview import render_preview
-
-            render_preview(item.input, item.prompt, job.options, job.preview, model=model, limits=plan.limits)
-            row["preview"] = job.preview
     except UpsampleFixError as exc:
         return {**row, "error": str(exc)}
     except Exception as exc:  # a bug of ours, reported as ours; the scan goes on
-        return {**row, "error": "internal error: " + " ".join(f"{type(exc).__name__}: {exc}".split())}
+        return {**row, "error": _internal(exc)}
     data = plan.to_dict()
     source = data.pop("source")
     ow, oh = plan.original.frame_sizes[0]
     pw, ph = plan.planned.frame_sizes[0]
-    return {**row, **data, "input": source, "source": item.source, "pixels_kept": round(pw * ph / (ow * oh), 4)}
+    row = {**row, **data, "input": source, "source": item.source, "pixels_kept": round(pw * ph / (ow * oh), 4),
+           "model_own_size": model_own_size(plan)}
+    if job.preview is not None:
+        row.update(_preview(job, plan, model))
+    return row
+
+
+def _internal(exc: BaseException) -> str:
+    return "internal error: " + " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _preview(job: Job, plan: Plan, model: UpsamplerModel) -> dict[str, str]:
+    """Draw the item's preview: ``{"preview": path}``, or ``{"preview_error": why}`` beside a sound plan.
+
+    A preview already there is kept; this one goes to the first free numbered name beside it.
+    """
+    from cosmos_upsample_fix.tools.preview import render_preview
+
+    item = job.item
+    assert item.input is not None and job.preview is not None
+    try:
+        path = render_preview(item.input, item.prompt, job.options, job.preview, model=model, limits=plan.limits,
+                              one_frame=ONE_FRAME, free_name=True)
+    except UpsampleFixError as exc:
+        return {"preview_error": str(exc)}
+    except Exception as exc:  # a bug of ours; the row's plan stands
+        return {"preview_error": _internal(exc)}
+    return {"preview": str(path)}
 
 
 ITEMS_PER_WORKER = 4
@@ -209,7 +233,10 @@ def run(jobs: Sequence[Job], workers: int, progress: Callable[[int, int], None] 
         # Garbage left in this process (a caller's, or a library's) is freed here, where its
         # threads exist; what is frozen a forked worker never collects. A decoder freed in a
         # worker would join threads the worker does not have, and hang.
+        # A caller's own freeze is left as it is: gc.unfreeze() would undo it too, so only a freeze
+        # of ours alone is undone (objects frozen here beside a caller's stay frozen).
         gc.collect()
+        ours = gc.get_freeze_count() == 0
         gc.freeze()
         try:
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
@@ -221,7 +248,8 @@ def run(jobs: Sequence[Job], workers: int, progress: Callable[[int, int], None] 
                     if progress:
                         progress(done, len(jobs))
         finally:
-            gc.unfreeze()
+            if ours:
+                gc.unfreeze()
     return [row for row in rows if row is not None]
 
 
@@ -247,33 +275,52 @@ def _size(row: dict[str, Any], side: str) -> str:
     return f"{row[side]['width']}x{row[side]['height']}"
 
 
-def table(rows: Iterable[dict[str, Any]]) -> str:
-    """The text report: one line per item."""
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: 2 for a wide (CJK) character, 0 for a combining one."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _kept(row: dict[str, Any]) -> str:
+    """The "pixels kept" cell: the share of the original's pixels sent, or that the model shrinks it so itself."""
+    return "as the model shrinks it (same tokens)" if row.get("model_own_size") else f"{row['pixels_kept']:.1%}"
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """The text report: one line per item, then a line per preview not written.
+
+    Columns line up by display width (a CJK name takes two columns a character); a row that
+    failed has its source and what it reads in the columns, then its error.
+    """
     header = ["source", "upsampler reads", "size", "upstream", "fits", "plan", "tokens", "pixels kept"]
-    lines = [header]
+    lines: list[tuple[list[str], str]] = [(header, "")]  # the aligned cells, then free text
     for row in rows:
         reads = row.get("input") or "-"
         reads = "(same)" if reads == row["source"] else reads
         if row.get("generated"):
             reads = f"{row['control']} control made from {reads}"
         if "error" in row:
-            lines.append([row["source"], reads, "error: " + row["error"]])
+            lines.append(([row["source"], reads], "error: " + row["error"]))
         elif row.get("upsampler") is False:
-            lines.append([row["source"], "-", "no upsampler (no vis/edge/seg/depth control)"])
+            lines.append(([row["source"], "-"], "no upsampler (no vis/edge/seg/depth control)"))
         else:
             o, p = row["original"], row["planned"]
             fits = "yes" if o["fits"] else ("rejected" if o.get("rejected") else f"no (+{o['over_by']})")
-            lines.append([row["source"], reads, _size(row, "original"), str(o["prompt_tokens"]), fits,
-                          _size(row, "planned"), str(p["prompt_tokens"]), f"{row['pixels_kept']:.1%}"])
-    widths = [max(len(line[i]) for line in lines if len(line) > i and len(line) == len(header)) for i in
-              range(len(header))]
+            lines.append(([row["source"], reads, _size(row, "original"), str(o["prompt_tokens"]), fits,
+                           _size(row, "planned"), str(p["prompt_tokens"]), _kept(row)], ""))
+    widths = [max(display_width(cells[i]) for cells, _ in lines if len(cells) > i) for i in range(len(header))]
     out = []
-    for line in lines:
-        cells = line if len(line) == len(header) else line[:2]
-        text = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells))
-        if len(line) != len(header):
-            text += "  " + line[2]
+    for cells, tail in lines:
+        text = "  ".join(cell + " " * (widths[i] - display_width(cell)) for i, cell in enumerate(cells))
+        if tail:  # from the third column on
+            text += "  " + tail
         out.append(text.rstrip())
+    out.extend(f"preview not written: {row['source']}: {row['preview_error']}" for row in rows
+               if "preview_error" in row)
     return "\n".join(out)
 
 
@@ -295,6 +342,9 @@ def summary(rows: Sequence[dict[str, Any]], policy: str) -> str:
         parts.append(f"{len(failed)} failed")
     if none:
         parts.append(f"{len(none)} without an upsampler")
+    unwritten = sum(1 for r in rows if "preview_error" in r)
+    if unwritten:
+        parts.append(f"{unwritten} {'preview' if unwritten == 1 else 'previews'} not written")
     return "; ".join(parts)
 
 

@@ -70,7 +70,7 @@ def open_av(path: str) -> Container:
         logger.debug("PyAV cannot open %s", path, exc_info=True)
         if isinstance(exc, EOFError):  # the header promised more than the file holds (older FFmpeg stops here)
             raise InputError(f"{path} is corrupt or truncated ({reason(exc)})") from None
-        raise InputError(f"{path} is not a readable video or image, or is corrupt ({reason(exc)})") from None
+        raise InputError(f"{path} is not a readable video or image, or is corrupt (PyAV: {reason(exc)})") from None
 
 
 def video_stream(container: Container, path: str, threads: str = "SLICE") -> Stream:

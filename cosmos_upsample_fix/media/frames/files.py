@@ -43,8 +43,14 @@ def check_file(path: str) -> None:
 
 
 def reason(exc: BaseException) -> str:
-    """Short one-line description of a low-level exception for an error message."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """Short one-line description of a low-level exception for an error message.
+
+    An OSError (FFmpeg's errors are ones) gives its words alone: not "[Errno 1094995529] Invalid
+    data found when processing input: 'PATH'" but "Invalid data found when processing input".
+    """
+    strerror = getattr(exc, "strerror", None)
+    text = " ".join((strerror if isinstance(strerror, str) and strerror.strip() else str(exc)).split())
+    text = text or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 
