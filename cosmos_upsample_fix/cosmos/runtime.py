@@ -163,6 +163,10 @@ def install(
         policy=policy, select=select, frames=frames, on_error=on_error, max_model_len=max_model_len,
         reserve_output=reserve_output, max_images=max_images, checkpoint_dir=checkpoint_dir, endpoint=endpoint,
     )
+    if settings.endpoint:  # a missing client is reported now, not at the first request
+        from cosmos_upsample_fix.remote.endpoint import require_openai
+
+        require_openai()
     hooks.discover()
     with _lock:
         _settings = settings
