@@ -146,6 +146,7 @@ class Exchange:
     status: int = 0
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     max_tokens: int | None = None
+    prompt: str | None = None
     prompt_tokens: int | None = None
     text: str | None = None
     body: str = ""
@@ -208,6 +209,8 @@ def _proxy_handler(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
                     for item in message.get("content") if isinstance(message.get("content"), list) else []:
                         if item.get("type") == "image_url":
                             exchange.image_sizes.append(_image_size(item["image_url"]["url"]))
+                        elif item.get("type") == "text":
+                            exchange.prompt = item.get("text")
             headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
             conn = http.client.HTTPConnection(host, int(port), timeout=600)
             try:
@@ -240,17 +243,17 @@ def _proxy_handler(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture(scope="module")
-def vllm_serve(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int], VllmServer]]:
-    """``vllm_serve(max_model_len)``: the running server for that length (at most one runs at a time)."""
+def vllm_serve(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., VllmServer]]:
+    """``vllm_serve(max_model_len, port=None)``: the running server for that length (at most one runs at a time)."""
     logs = tmp_path_factory.mktemp("vllm-serve")
     current: list[VllmServer] = []
 
-    def serve(max_model_len: int) -> VllmServer:
+    def serve(max_model_len: int, port: int | None = None) -> VllmServer:
         if current and current[0].max_model_len == max_model_len and current[0].proc is not None:
             return current[0]
         while current:
             current.pop().stop()
-        server = VllmServer(tiny_model, max_model_len, logs)
+        server = VllmServer(tiny_model, max_model_len, logs, port)
         current.append(server)
         return server.start()
 

@@ -62,12 +62,15 @@ def expected(clip: Path, max_model_len: int, checkpoint: Path, prompt: str = PRO
     return plan_frames(str(clip), prompt, Options(), limits=Limits(max_model_len, 300, 2), model=load_model(checkpoint))
 
 
+def cli_env() -> dict[str, str]:
+    """The environment of a user's shell, with this checkout first on the path."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+
+
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``cosmos-upsample-fix ARGS`` as a user runs it (this checkout first on the path)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run(
-        [sys.executable, "-m", "cosmos_upsample_fix", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    """``cosmos-upsample-fix ARGS`` as a user runs it."""
+    argv = [sys.executable, "-m", "cosmos_upsample_fix", *args]
+    return subprocess.run(argv, env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def check_exchange(exchange, plan: PlannedFrames) -> None:
@@ -78,50 +81,59 @@ def check_exchange(exchange, plan: PlannedFrames) -> None:
     assert exchange.max_tokens == 300
 
 
-def every_entry_point(serve, clips, tiny_checkpoint, run_standin, tmp_path, max_model_len: int) -> None:
+def every_entry_point(serve, clips, checkpoint, standin_helpers, tmp_path, max_model_len: int) -> None:
+    """The CLI (as JSON; as text with a smaller --max-model-len given), install(endpoint=...) and the
+    patched script's flag, run at once (each a process of its own, as users would run them)."""
     server = serve(max_model_len)
     card = server.models()
     assert card is not None and card["data"][0]["max_model_len"] == max_model_len
-    big = clips[1280, 704]
-    plan = expected(big, max_model_len, tiny_checkpoint)
-    assert plan.plan.limits.max_model_len == max_model_len
+    big, small = clips[1280, 704], clips[640, 480]
     boot = tmp_path / "install_then_run.py"
     boot.write_text(INSTALL_BOOT)
+    env = standin_helpers.standin_env
     with RecordingProxy(server.base) as proxy:
-        # 1. the CLI, once as JSON and once as text; a smaller --max-model-len given lowers the plan
-        done = cli("upsample", str(big), "--prompt", PROMPT, "--endpoint", proxy.url, "--json")
-        assert done.returncode == 0, done.stderr
-        data = json.loads(done.stdout)
-        check_exchange(proxy.chats()[-1], plan)
-        assert data["limits"]["max_model_len"] == max_model_len
-        assert data["planned"]["prompt_tokens"] == data["server_prompt_tokens"] == plan.plan.planned.prompt_tokens
-        assert data["upsampled_prompt"] == proxy.chats()[-1].text.strip()
-        small = clips[640, 480]
-        done = cli("upsample", str(small), "--prompt", PROMPT, "--endpoint", proxy.url, "--max-model-len", "2048")
-        assert done.returncode == 0, done.stderr
-        check_exchange(proxy.chats()[-1], expected(small, 2048, tiny_checkpoint))
-        assert done.stdout == proxy.chats()[-1].text.strip() + "\n"  # the answer, once
-        # 2. install(endpoint=...), then upstream's standalone upsampler
-        args = ["--checkpoint_dir", str(tiny_checkpoint), "--prompt", PROMPT, "--input_video", str(big)]
-        done = run_standin(str(boot), proxy.url, str(PIPELINE), *args, timeout=300)
-        assert done.returncode == 0, done.stderr
-        check_exchange(proxy.chats()[-1], plan)
-        assert done.stdout.count(proxy.chats()[-1].text.strip()) == 1
-        # 3. the patched script's --upsampler_endpoint
-        done = run_standin("upsampler_pipeline", *args, "--upsampler_endpoint", proxy.url, patched=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        check_exchange(proxy.chats()[-1], plan)
-        assert done.stdout.count(proxy.chats()[-1].text.strip()) == 1
-        assert len(proxy.chats()) == 4 and all(e.status == 200 for e in proxy.exchanges)
+        pipeline = ["--checkpoint_dir", str(checkpoint), "--input_video", str(big), "--prompt"]
+        cli_args = [sys.executable, "-m", "cosmos_upsample_fix", "upsample", "--endpoint", proxy.url]
+        runs = {  # name: (argv, environment, prompt, clip, the max_model_len the plan must use)
+            "cli-json": (cli_args + [str(big), "--json", "--prompt"], cli_env(), big, max_model_len),
+            "cli-text": (cli_args + [str(small), "--max-model-len", "2048", "--prompt"], cli_env(), small, 2048),
+            "install": ([sys.executable, str(boot), proxy.url, str(PIPELINE), *pipeline], env(), big, max_model_len),
+            "flag": ([sys.executable, str(PIPELINE), "--upsampler_endpoint", proxy.url, *pipeline],
+                     env(patched=True), big, max_model_len),
+        }
+        procs = {
+            name: subprocess.Popen([*argv, f"{PROMPT} ({name})"], env=environ, cwd=tmp_path, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for name, (argv, environ, _, _) in runs.items()
+        }
+        outputs = {name: proc.communicate(timeout=300) for name, proc in procs.items()}
+        exchanges = {e.prompt: e for e in proxy.chats()}
+    assert len(exchanges) == len(runs) and all(e.status == 200 for e in proxy.exchanges)
+    for name, (_, _, clip, limit) in runs.items():
+        out, err = outputs[name]
+        assert procs[name].returncode == 0, (name, err)
+        plan = expected(clip, limit, checkpoint, f"{PROMPT} ({name})")
+        assert plan.plan.limits.max_model_len == limit
+        exchange = exchanges[f"{PROMPT} ({name})"]
+        check_exchange(exchange, plan)
+        answer = exchange.text.strip()
+        if name == "cli-json":
+            data = json.loads(out)
+            assert data["limits"]["max_model_len"] == max_model_len and data["upsampled_prompt"] == answer
+            assert data["planned"]["prompt_tokens"] == data["server_prompt_tokens"] == exchange.prompt_tokens
+        elif name == "cli-text":
+            assert out == answer + "\n"  # the answer, once
+        else:
+            assert out.count(answer) == 1
 
 
 # ---------------------------------------------------------------- --max-model-len 4096
 
 
 def test_every_entry_point_sends_the_planned_length_to_a_4096_server(
-    vllm_serve, clips, tiny_checkpoint, run_standin, tmp_path  # noqa: F811
+    vllm_serve, clips, tiny_checkpoint, standin_helpers, tmp_path  # noqa: F811
 ):
-    every_entry_point(vllm_serve, clips, tiny_checkpoint, run_standin, tmp_path, 4096)
+    every_entry_point(vllm_serve, clips, tiny_checkpoint, standin_helpers, tmp_path, 4096)
 
 
 def test_the_servers_own_refusal_reaches_the_user(vllm_serve, tmp_path):  # noqa: F811
@@ -139,12 +151,13 @@ def test_the_servers_own_refusal_reaches_the_user(vllm_serve, tmp_path):  # noqa
 def test_a_restart_mid_batch_leaves_each_request_answered_or_failed_in_one_line(
     vllm_serve, clips, tiny_checkpoint  # noqa: F811
 ):
+    """The 4096 server is stopped mid-batch and started again on its port with 8192: every request is
+    answered (planned for the server that answered it) or fails with one line; none hangs."""
     server = vllm_serve(4096)
     url = server.url
     client = client_for(url)  # one client shared by the threads, as in one Cosmos process
     model = load_model(tiny_checkpoint)
-    plans = {size: expected(clip, 4096, tiny_checkpoint) for size, clip in clips.items()}
-    outcomes: list[tuple[str, float, object, tuple[int, int]]] = []  # (when, seconds, result, size)
+    outcomes: list[tuple[str, float, object, tuple[int, int]]] = []  # (phase at the start, seconds, result, size)
     lock, stop = threading.Lock(), threading.Event()
     phase = ["before"]
 
@@ -152,15 +165,14 @@ def test_a_restart_mid_batch_leaves_each_request_answered_or_failed_in_one_line(
         for i in range(60):
             if stop.is_set():
                 return
-            size = SIZES[(offset + i) % len(SIZES)]
-            started = time.monotonic()
+            size, when, started = SIZES[(offset + i) % len(SIZES)], phase[0], time.monotonic()
             try:
                 result: object = request_upsample(str(clips[size]), PROMPT, Options(endpoint=url), model=model,
                                                   client=client)
             except EndpointError as exc:
                 result = exc
             with lock:
-                outcomes.append((phase[0], time.monotonic() - started, result, size))
+                outcomes.append((when, time.monotonic() - started, result, size))
             if isinstance(result, EndpointError):
                 time.sleep(1.0)
 
@@ -179,7 +191,7 @@ def test_a_restart_mid_batch_leaves_each_request_answered_or_failed_in_one_line(
         server.stop()
         down = cli("upsample", str(clips[640, 480]), "--prompt", PROMPT, "--endpoint", url, timeout=120)
         phase[0] = "after"
-        server.start()
+        vllm_serve(8192, port=server.port)
         deadline = time.monotonic() + 240
         while answered("after") < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -194,10 +206,14 @@ def test_a_restart_mid_batch_leaves_each_request_answered_or_failed_in_one_line(
     failures = [r for _, _, r, _ in outcomes if isinstance(r, Exception)]
     assert failures and all("\n" not in str(r) and url in str(r) for r in failures)
     for when, seconds, result, size in outcomes:
-        if not isinstance(result, Exception):
-            assert result.reply.prompt_tokens == plans[size].plan.planned.prompt_tokens  # type: ignore[attr-defined]
-            assert result.answer == result.reply.text  # type: ignore[attr-defined]
         assert seconds < 200, (when, seconds, result)  # bounded: tries x timeouts, never a hang
+        if isinstance(result, Exception):
+            continue
+        limit = result.planned.plan.limits.max_model_len  # type: ignore[attr-defined]
+        assert limit == (8192 if when == "after" else 4096)
+        plan = expected(clips[size], limit, tiny_checkpoint)
+        assert result.reply.prompt_tokens == plan.plan.planned.prompt_tokens  # type: ignore[attr-defined]
+        assert result.answer == result.reply.text  # type: ignore[attr-defined]
     assert answered("before") >= 3 and answered("after") >= 3
 
 
@@ -205,9 +221,9 @@ def test_a_restart_mid_batch_leaves_each_request_answered_or_failed_in_one_line(
 
 
 def test_every_entry_point_sends_the_planned_length_to_an_8192_server(
-    vllm_serve, clips, tiny_checkpoint, run_standin, tmp_path  # noqa: F811
+    vllm_serve, clips, tiny_checkpoint, standin_helpers, tmp_path  # noqa: F811
 ):
-    every_entry_point(vllm_serve, clips, tiny_checkpoint, run_standin, tmp_path, 8192)
+    every_entry_point(vllm_serve, clips, tiny_checkpoint, standin_helpers, tmp_path, 8192)
     assert expected(clips[1280, 704], 8192, tiny_checkpoint).plan.planned.prompt_tokens == 4699  # full detail
 
 
