@@ -31,7 +31,7 @@ setup(
         "openai": ["openai>=1.52"],
         # mistral_common needs OpenCV to tokenize images (the demo's and tests' exact cross-check)
         "demo": ["opencv-python-headless>=4.8"],
-        "bench": ["opencv-python-headless>=4.8"],
+        "bench": ["opencv-python-headless>=4.8", "openai>=1.52"],  # the endpoint rows of benchmarks/offload.py
     },
     entry_points={
         "console_scripts": ["cosmos-upsample-fix=cosmos_upsample_fix.tools.cli:main"],
