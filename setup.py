@@ -24,11 +24,14 @@ setup(
     extras_require={
         "test": [
             "pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", "opencv-python-headless>=4.8",
-            "ruff>=0.5", "mypy>=1.10",
+            "ruff>=0.5", "mypy>=1.10", "openai>=1.52",
         ],
+        # endpoint mode (--endpoint / install(endpoint=...)): the official OpenAI client. vLLM depends on
+        # it (>=1.52 since 0.8), so every Cosmos environment already has it; tested with 1.52.2 and 3.63.0
+        "openai": ["openai>=1.52"],
         # mistral_common needs OpenCV to tokenize images (the demo's and tests' exact cross-check)
         "demo": ["opencv-python-headless>=4.8"],
-        "bench": ["opencv-python-headless>=4.8"],
+        "bench": ["opencv-python-headless>=4.8", "openai>=1.52"],  # the endpoint rows of benchmarks/offload.py
         # the documentation site (docs/, mkdocs.yml; built with `mkdocs build --strict` in CI)
         "docs": ["mkdocs>=1.6,<2"],
     },

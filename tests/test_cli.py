@@ -272,7 +272,7 @@ def test_upsample_without_a_server_is_one_line(capsys, wide, monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    fast = {"connect_timeout": 1.0, "read_timeout": 5.0, "attempts": 2, "backoff": 0.01, "deadline": 3.0}
+    fast = {"connect_timeout": 1.0, "read_timeout": 5.0, "attempts": 2}
     monkeypatch.setattr(endpoint, "client_for", lambda u: endpoint.EndpointClient(u, **fast))
     assert main(["upsample", str(wide), "--endpoint", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -825,7 +825,7 @@ def test_run_upsampler_endpoint_plans_with_the_servers_limits(standin, ckpt, cli
 @pytest.mark.parametrize("on_error", ["raise", "fallback", "skip"])
 def test_endpoint_failures_follow_on_error(standin, ckpt, clips, private_tmpdir, monkeypatch, caplog, on_error):
     from cosmos_upsample_fix.remote import endpoint
-    from cosmos_upsample_fix.remote.http import EndpointError
+    from cosmos_upsample_fix.remote.endpoint import EndpointError
 
     def down(source, prompt, options, **kwargs):
         raise EndpointError(f"upsampler endpoint {options.endpoint} cannot be reached: connection refused")

@@ -151,6 +151,10 @@ def install(policy: str | None = None, **options: Any) -> None:
     """
     global _settings
     settings = Options.from_env(policy=policy, **options)
+    if settings.endpoint:  # a missing client is reported now, not at the first request
+        from cosmos_upsample_fix.remote.endpoint import require_openai
+
+        require_openai()
     hooks.discover()
     with _lock:
         _settings = settings

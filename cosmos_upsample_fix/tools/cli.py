@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint",
                    help=f"the server's OpenAI base URL, e.g. http://HOST:8000/v1 (default: ${ENDPOINT_ENV})")
     _common(p)
+    for action in p._actions:  # the plan follows the server's max_model_len; a value given can only lower it
+        if action.dest == "max_model_len":
+            action.default, action.help = None, "plan for at most this context length (default: the server's)"
 
     p = sub.add_parser("scan", help="plan many files, folders, or an upstream specs/batch run")
     p.add_argument("inputs", nargs="*", metavar="PATH", help="video or image files, and folders (searched recursively)")
@@ -220,21 +223,21 @@ def _hint(args: argparse.Namespace) -> int:
 
 
 def _upsample(args: argparse.Namespace) -> int:
-    from cosmos_upsample_fix.planning.tokenizer import load_model
-    from cosmos_upsample_fix.remote.endpoint import upsample_remote
+    from cosmos_upsample_fix.remote.endpoint import client_for, request_upsample
 
     endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV, "").strip()
     if not endpoint:
         raise UpsampleFixError(f"no upsampler server given: use --endpoint URL (or set {ENDPOINT_ENV})")
     options = _options(args, endpoint=endpoint)
-    answer, planned = upsample_remote(_source(args.inputs), args.prompt, options,
-                                      model=load_model(options.checkpoint_dir))
+    client = client_for(endpoint)  # no openai client, a bad URL: refused before the input is read
+    source = _source(args.inputs)
+    result = request_upsample(source, args.prompt, options, client=client)  # the server's limits, then the plan
     if args.json:
-        data = {**planned.plan.to_dict(), "endpoint": options.endpoint, "prompt": args.prompt,
-                "upsampled_prompt": answer}
+        data = {**result.planned.plan.to_dict(), "endpoint": options.endpoint, "prompt": args.prompt,
+                "upsampled_prompt": result.answer, "server_prompt_tokens": result.reply.prompt_tokens}
         print(json.dumps(data, indent=2))
     else:
-        print(answer)
+        print(result.answer)
     return 0
 
 
