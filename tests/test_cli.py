@@ -164,14 +164,14 @@ def test_demo_runs_with_no_arguments(capsys, tmp_path, monkeypatch):
 
 def test_a_failed_demo_removes_the_folder_it_made(capsys, tmp_path, monkeypatch):
     from cosmos_upsample_fix.errors import InputError
-    from cosmos_upsample_fix.media import mp4 as hint
+    from cosmos_upsample_fix.tools import demo
 
     def fail(*_args, **_kwargs):
         raise InputError("planted failure")
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(hint, "demo_frames", fail)
+    monkeypatch.setattr(demo, "demo_frames", fail)
     assert main(["demo"]) == 2 and "planted failure" in capsys.readouterr().err
     assert list((tmp_path / "tmp").iterdir()) == []
     assert main(["demo", "--out-dir", str(tmp_path / "new" / "demo")]) == 2
@@ -250,7 +250,7 @@ def test_inspect_preview_writes_a_png(capsys, tmp_path):
 def test_upsample_prints_the_servers_prompt(capsys, wide, monkeypatch):
     from openai_server import StandInServer
 
-    monkeypatch.delenv("COSMOS_UPSAMPLER_API_KEY", raising=False)
+    monkeypatch.delenv("COSMOS_UPSAMPLE_FIX_API_KEY", raising=False)
     with StandInServer() as server:
         assert main(["upsample", str(wide), "--prompt", PROMPT, "--endpoint", server.url]) == 0
         answer = capsys.readouterr().out.strip()
@@ -260,7 +260,7 @@ def test_upsample_prints_the_servers_prompt(capsys, wide, monkeypatch):
         assert code == 0 and data["upsampled_prompt"] == answer and data["prompt"] == PROMPT
         assert data["planned"]["prompt_tokens"] == server.chats()[-1].prompt_tokens
         assert [tuple(s) for s in server.chats()[-1].image_sizes] == [(928, 512), (928, 512)]
-        monkeypatch.setenv("COSMOS_UPSAMPLER_ENDPOINT", server.url)
+        monkeypatch.setenv("COSMOS_UPSAMPLE_FIX_ENDPOINT", server.url)
         assert main(["upsample", str(wide)]) == 0 and capsys.readouterr().out.strip()
 
 
@@ -277,7 +277,7 @@ def test_upsample_without_a_server_is_one_line(capsys, wide, monkeypatch):
     assert main(["upsample", str(wide), "--endpoint", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and url in err[0] and err[0].startswith("cosmos-upsample-fix: error:")
-    monkeypatch.delenv("COSMOS_UPSAMPLER_ENDPOINT", raising=False)
+    monkeypatch.delenv("COSMOS_UPSAMPLE_FIX_ENDPOINT", raising=False)
     assert main(["upsample", str(wide)]) == 2
     assert "--endpoint URL" in capsys.readouterr().err
 

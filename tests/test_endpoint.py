@@ -29,8 +29,9 @@ from clips import (
 from openai_server import MODEL_ID, StandInServer, vllm_request_model
 from PIL import Image
 
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.budget import Limits, model_pixels
-from cosmos_upsample_fix.core.options import API_KEY_ENV, Options, Original
+from cosmos_upsample_fix.core.options import Options, Original
 from cosmos_upsample_fix.errors import BudgetError, UpsampleFixError
 from cosmos_upsample_fix.media import images
 from cosmos_upsample_fix.planning.tokenizer import EMPTY_PROMPT
@@ -75,7 +76,7 @@ def clip_small(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_key(monkeypatch):
-    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    monkeypatch.delenv(env.API_KEY.name, raising=False)
 
 
 def expected_answer(text: str, sizes, tokens: int) -> str:
@@ -382,7 +383,7 @@ def test_a_missing_openai_client_is_one_line_naming_the_extra_when_the_endpoint_
             "pip install 'cosmos-upsample-fix[openai]'"
         )
     assert not runtime.is_installed()
-    monkeypatch.setenv(runtime.ENDPOINT_ENV, url)
+    monkeypatch.setenv(env.ENDPOINT.name, url)
     with pytest.raises(EndpointError, match=r"cosmos-upsample-fix\[openai\]"):
         runtime.install()
     assert main(["upsample", str(clip_small), "--endpoint", url]) == 2
@@ -396,7 +397,7 @@ def test_a_missing_openai_client_is_one_line_naming_the_extra_when_the_endpoint_
 
 def test_api_key_is_sent_as_bearer_and_never_logged(monkeypatch, caplog, clip_small):
     key = "sk-upsampler-7f3c9e1d"
-    monkeypatch.setenv(API_KEY_ENV, key)
+    monkeypatch.setenv(env.API_KEY.name, key)
     with StandInServer(api_key=key) as guarded, caplog.at_level(logging.DEBUG):
         client = EndpointClient(guarded.url, **FAST)
         guarded.fail(503, times=1, retry_after="0.01", message=f"echoing {key}")
@@ -423,7 +424,7 @@ def test_a_missing_key_gets_the_servers_401_with_a_hint():
             EndpointClient(guarded.url, **FAST).model_name()
         assert len(guarded.seen) == 1
     message = str(caught.value)
-    assert "(HTTP 401): Unauthorized" in message and API_KEY_ENV in message
+    assert "(HTTP 401): Unauthorized" in message and env.API_KEY.name in message
 
 
 # ---------------------------------------------------------------- sharing
@@ -456,7 +457,7 @@ def test_concurrent_calls_share_one_client(server, tmp_path):
 def test_client_for_is_per_url_and_key(monkeypatch):
     a = client_for("http://127.0.0.1:1/v1")
     assert client_for("http://127.0.0.1:1/v1/") is a
-    monkeypatch.setenv(API_KEY_ENV, "k1")
+    monkeypatch.setenv(env.API_KEY.name, "k1")
     assert client_for("http://127.0.0.1:1/v1") is not a
     assert "k1" not in repr(client_for("http://127.0.0.1:1/v1"))
 

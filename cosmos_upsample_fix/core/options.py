@@ -31,8 +31,6 @@ OnError = Literal["raise", "fallback", "skip"]
 or keep the user's prompt unchanged and go on."""
 ON_ERROR_CHOICES: tuple[str, ...] = get_args(OnError)
 
-ENDPOINT_ENV = env.ENDPOINT.name  # read by remote/ and tools/cli.py until they read core.env
-API_KEY_ENV = env.API_KEY.name
 
 POLICY_HELP = "fit, none, max-side:N, max-pixels:N, scale:F or fixed:WxH"
 

@@ -5,7 +5,6 @@ upsampler (which sends a video's first two frames at full size) gets a request t
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from fractions import Fraction
@@ -39,18 +38,3 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
-
-
-def demo_frames(width: int = 1280, height: int = 704, count: int = 24) -> list[np.ndarray]:
-    """A synthetic clip with fine detail: moving gradient, stripes of several pitches, a disc."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    out = []
-    for t in range(count):
-        phase = t / max(count, 1)
-        red = 128 + 100 * np.sin(2 * math.pi * (x / width + phase))
-        green = np.where((x // (4 + (y // 88))) % 2 == 0, 40.0, 215.0)  # stripes 4..11 px wide
-        cx, cy = width * (0.2 + 0.6 * phase), height / 2
-        disc = ((x - cx) ** 2 + (y - cy) ** 2) < (height / 5) ** 2
-        blue = np.where(disc, 250.0, 255 * y / height)
-        out.append(np.clip(np.stack([red, green, blue], axis=-1), 0, 255).astype(np.uint8))
-    return out

@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.budget import Limits
-from cosmos_upsample_fix.core.options import API_KEY_ENV, Options
+from cosmos_upsample_fix.core.options import Options
 from cosmos_upsample_fix.planning.planner import PlannedFrames, plan_frames
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, load_model
 from cosmos_upsample_fix.remote.failures import (
@@ -130,7 +131,7 @@ class EndpointClient:
     ) -> None:
         openai = require_openai()
         if api_key is None:
-            api_key = os.environ.get(API_KEY_ENV) or None
+            api_key = env.API_KEY.get()
         self.url = normalize_base_url(url)
         self._key = api_key
         self._openai_module = openai
@@ -296,10 +297,10 @@ _clients_lock = threading.Lock()
 def client_for(url: str) -> EndpointClient:
     """The shared client for ``url`` (one per URL and API key in this process), with default settings.
 
-    The API key is read from ``COSMOS_UPSAMPLER_API_KEY`` at each call, so a key set later
+    The API key is read from ``COSMOS_UPSAMPLE_FIX_API_KEY`` at each call, so a key set later
     gets its own client; a forked child makes its own (connection pools do not survive a fork).
     """
-    key = (os.getpid(), normalize_base_url(url), os.environ.get(API_KEY_ENV) or None)
+    key = (os.getpid(), normalize_base_url(url), env.API_KEY.get())
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
@@ -335,7 +336,7 @@ def request_upsample(
     """
     if client is None:
         if not options.endpoint:
-            raise EndpointError("no upsampler endpoint set (--endpoint URL or COSMOS_UPSAMPLER_ENDPOINT)")
+            raise EndpointError(f"no upsampler endpoint set (--endpoint URL or {env.ENDPOINT.name})")
         client = client_for(options.endpoint)
     limits = client.limits(options, refresh=True)
     model = model or load_model(options.checkpoint_dir)

@@ -14,7 +14,7 @@ import ssl
 import urllib.parse
 from typing import Any
 
-from cosmos_upsample_fix.core.options import API_KEY_ENV
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.errors import UpsampleFixError
 
 MAX_MESSAGE = 400
@@ -121,7 +121,7 @@ def status_error(url: str, status: int, message: str, attempts: int, seconds: fl
         return EndpointError(f"upsampler endpoint {url}: HTTP {status}: {message} {tries(attempts, seconds)}")
     hint = ""
     if status == 401:
-        hint = f"; set {API_KEY_ENV} to the server's --api-key"
+        hint = f"; set {env.API_KEY.name} to the server's --api-key"
     elif status == 404 and url.endswith("/models"):
         hint = "; is this the server's OpenAI base URL (e.g. http://HOST:8000/v1)?"
     return EndpointError(f"upsampler endpoint {url} refused the request (HTTP {status}): {message}{hint}")

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from cosmos_upsample_fix import __version__
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS
-from cosmos_upsample_fix.core.options import ENDPOINT_ENV, SELECTIONS, Options
+from cosmos_upsample_fix.core.options import SELECTIONS, Options
 from cosmos_upsample_fix.errors import UpsampleFixError
 from cosmos_upsample_fix.planning.planner import UPSTREAM_FRAMES, Plan, PlannedFrames, plan_frames
 from cosmos_upsample_fix.tools.console import (
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upsample", help="send the fitted request to an upsampler server, print its prompt")
     p.add_argument("inputs", nargs="+", metavar="VIDEO", help=VIDEO_HELP)
     p.add_argument("--endpoint",
-                   help=f"the server's OpenAI base URL, e.g. http://HOST:8000/v1 (default: ${ENDPOINT_ENV})")
+                   help=f"the server's OpenAI base URL, e.g. http://HOST:8000/v1 (default: ${env.ENDPOINT.name})")
     _common(p)
     for action in p._actions:  # the plan follows the server's max_model_len; a value given can only lower it
         if action.dest == "max_model_len":
@@ -128,7 +129,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None and value < minimum:
             raise UpsampleFixError(f"{flag} must be a whole number >= {minimum}, got {value}")
-    if args.max_model_len <= args.reserve_output:
+    if None not in (args.max_model_len, args.reserve_output) and args.max_model_len <= args.reserve_output:
         raise UpsampleFixError(f"--max-model-len ({args.max_model_len}) must be above --reserve-output "
                                f"({args.reserve_output})")
 
@@ -225,9 +226,9 @@ def _hint(args: argparse.Namespace) -> int:
 def _upsample(args: argparse.Namespace) -> int:
     from cosmos_upsample_fix.remote.endpoint import client_for, request_upsample
 
-    endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV, "").strip()
+    endpoint = args.endpoint or env.ENDPOINT.get()
     if not endpoint:
-        raise UpsampleFixError(f"no upsampler server given: use --endpoint URL (or set {ENDPOINT_ENV})")
+        raise UpsampleFixError(f"no upsampler server given: use --endpoint URL (or set {env.ENDPOINT.name})")
     options = _options(args, endpoint=endpoint)
     client = client_for(endpoint)  # no openai client, a bad URL: refused before the input is read
     source = _source(args.inputs)
@@ -289,27 +290,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _demo_in(args: argparse.Namespace, out: Path) -> int:
-    import base64
+    from cosmos_upsample_fix.tools.demo import run_demo
 
-    from cosmos_upsample_fix.media.mp4 import demo_frames, write_video
-    from cosmos_upsample_fix.planning.tokenizer import load_model
-
-    clip = write_video(demo_frames(), out / "demo_1280x704.mp4")
-    planned = _plan(args, str(clip))
-    files = planned.write(out)
-    # the authoritative check: the written PNGs, sent as upstream sends them, through mistral_common
-    model = load_model(args.checkpoint_dir)
-    urls = ["data:image/jpeg;base64," + base64.b64encode(Path(f).read_bytes()).decode() for f in files]
-    checked = len(model.encode(args.prompt, urls))
+    done = run_demo(out, args.prompt, _options(args), one_frame=ONE_FRAME)
     text = (
-        f"wrote:    {out}/ (the clip {clip.name} and the frames {', '.join(f.name for f in files)})\n"
-        f"checked:  the written frames plus the prompt tokenize to {checked} tokens with mistral_common "
-        f"({'matches the plan' if checked == planned.plan.planned.prompt_tokens else 'MISMATCH'})"
+        f"wrote:    {out}/ (the clip {done.clip.name} and the frames {', '.join(f.name for f in done.files)})\n"
+        f"checked:  the written frames plus the prompt tokenize to {done.checked} tokens with mistral_common "
+        "(matches the plan)"
     )
-    if checked != planned.plan.planned.prompt_tokens:
-        raise UpsampleFixError(f"token check failed: planned {planned.plan.planned.prompt_tokens}, got {checked}")
-    extra = {"files": [str(f) for f in files], "clip": str(clip), "checked_tokens": checked}
-    return _emit(args, planned.plan, extra, text)
+    extra = {"files": [str(f) for f in done.files], "clip": str(done.clip), "checked_tokens": done.checked}
+    return _emit(args, done.planned.plan, extra, text)
 
 
 def _table(args: argparse.Namespace) -> int:

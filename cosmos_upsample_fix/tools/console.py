@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.errors import UpsampleFixError
 
 PROG = "cosmos-upsample-fix"
@@ -79,8 +80,8 @@ def quiet_stdout() -> None:
 
 def internal_error(exc: Exception) -> int:
     """A bug of ours: one line, status 1 (the traceback with COSMOS_UPSAMPLE_FIX_DEBUG=1)."""
-    if os.environ.get("COSMOS_UPSAMPLE_FIX_DEBUG"):
+    if env.DEBUG.get():
         raise exc
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    print(f"{PROG}: internal error: {text} (set COSMOS_UPSAMPLE_FIX_DEBUG=1 for the traceback)", file=sys.stderr)
+    print(f"{PROG}: internal error: {text} (set {env.DEBUG.name}=1 for the traceback)", file=sys.stderr)
     return 1
