@@ -33,6 +33,10 @@ class PatchError(UpsampleFixError):
     """The shipped source patch cannot be applied to or reverted from a tree."""
 
 
+class EndpointError(UpsampleFixError):
+    """The upsampler endpoint cannot be reached, refused the request, or answered nonsense."""
+
+
 class OutputExistsError(InputError, FileExistsError):
     """A file the package would write is already there; it is never overwritten.
 

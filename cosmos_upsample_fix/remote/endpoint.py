@@ -29,10 +29,10 @@ from typing import Any
 from cosmos_upsample_fix.core import env
 from cosmos_upsample_fix.core.budget import Limits
 from cosmos_upsample_fix.core.options import Options
+from cosmos_upsample_fix.errors import EndpointError
 from cosmos_upsample_fix.planning.planner import PlannedFrames, plan_frames
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, load_model
 from cosmos_upsample_fix.remote.failures import (
-    EndpointError,
     connection_reason,
     missing_client,
     normalize_base_url,

@@ -15,7 +15,7 @@ import urllib.parse
 from typing import Any
 
 from cosmos_upsample_fix.core import env
-from cosmos_upsample_fix.errors import UpsampleFixError
+from cosmos_upsample_fix.errors import EndpointError
 
 MAX_MESSAGE = 400
 """Characters of a server's error message kept in ours."""
@@ -25,10 +25,6 @@ OPENAI_EXTRA = "cosmos-upsample-fix[openai]"
 
 RETRIED_STATUSES = frozenset({408, 409, 429})
 """Statuses below 500 the ``openai`` client retries (every 5xx is retried too)."""
-
-
-class EndpointError(UpsampleFixError):
-    """The upsampler endpoint cannot be reached, refused the request, or answered nonsense."""
 
 
 def missing_client() -> EndpointError:
