@@ -100,5 +100,8 @@ def test_install_with_offload_builds_one_engine_per_call_for_its_limits(upstream
         upsampler._prompt_upsample_with_offload(PROMPT, str(clip))
         assert len(recorder.builds) == calls and recorder.builds[-1]["max_model_len"] == 6144
         assert upsampler.upsampler_model is None  # freed again by upstream after the call
-        size = assert_sent_as_planned(recorder, caplog, frames=2, budget=6144 - 300)
-        assert size == (1280, 704) if clip is clips["1280x704"] else size[0] <= 1024
+        assert_sent_as_planned(recorder, caplog, frames=2, budget=6144 - 300)
+        # two full-size frames fit 6144 - 300: sent with all their tokens (a plan for 4096 would cut them)
+        [(_size, tokens, _budget)] = logged_plans(caplog)
+        full = plan_frames(clip, PROMPT, Options(), limits=Limits(4096), model=load_model(str(tiny_checkpoint))).plan
+        assert tokens == full.original.prompt_tokens > 4096 - 300

@@ -42,7 +42,7 @@ def test_launcher_fits_the_request_of_a_script_that_builds_the_upsampler(upstrea
 
     seen = json.loads(record.read_text())
     assert len(seen["builds"]) == 1 and seen["builds"][0]["max_model_len"] == 4096
-    [plan] = PLAN.findall(done.stdout + done.stderr)
+    [plan] = PLAN.findall("\n".join(seen["log"]))
     original, planned, budget = (int(plan[0]), int(plan[1])), (int(plan[3]), int(plan[4])), int(plan[6])
     assert original == (1920, 1080) and budget == 4096 - 300
     [request] = seen["requests"]
