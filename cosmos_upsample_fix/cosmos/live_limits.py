@@ -97,8 +97,8 @@ def _report_missing(engine: Any, what: str, where: str, used: int, source: str) 
             return
         _reported.add((kind, what))
     log.warning(
-        "cosmos-upsample-fix: the loaded engine (%s) shows no %s at %s (a vLLM layout this version does not "
-        "know); planning for %s = %d (%s)", kind, what, where, what, used, source,
+        "cosmos-upsample-fix: the loaded engine (%s) shows no %s at %s, the places this plugin knows in vLLM; "
+        "planning for %s = %d (%s)", kind, what, where, what, used, source,
     )
 
 

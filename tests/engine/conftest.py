@@ -2,7 +2,14 @@
 
 Every test here is marked ``engine`` and skipped, with one line saying why, where vLLM cannot
 run (not installed, or no CPU build). ``.ci/vllm-env VENV`` builds an environment where it can;
-``.ci/run`` runs this tier there as its own stage.
+``.ci/run`` runs this tier there as its own stage, in one process (``-n 0``).
+
+Upstream's upsampler is the stand-in ``cosmos_transfer1`` of tests/standin, put on ``sys.path``
+alone (``upstream_path``): the ``vllm`` it imports is the real one. An engine takes about 5 GB,
+so at most one is alive: ``engines`` keeps one upsampler built like upstream's per set of limits
+for the tests that share it, and frees it (waiting for vLLM's processes to end) before any test
+that does not ask for it, which builds its own engine or server. ``recorder`` sees every engine
+build and chat request on ``vllm.LLM``.
 """
 from __future__ import annotations
 
