@@ -402,6 +402,56 @@ def test_limits_from_an_engine_with_only_a_limit_dict_or_odd_attributes(ckpt):
     assert limits_for(odd, Settings(max_model_len=5000, max_images=1)) == Limits(5000, 128, 1)
 
 
+def _engine_class(name: str) -> type:
+    """A fresh engine type per test: the missing-path warning is given once per engine type."""
+    return type(name, (SimpleNamespace,), {})
+
+
+class ImageOptions:
+    """vLLM 0.32's ``limit_per_prompt`` value: an options object with ``count`` (not an int)."""
+
+    def __init__(self, count):
+        self.count, self.width, self.height = count, None, None
+
+
+@pytest.mark.parametrize("layout", ["llm_engine.model_config", "model_config", "llm_engine.vllm_config.model_config"])
+@pytest.mark.parametrize("form", ["getter", "int dict", "options dict"])
+def test_limits_read_every_public_vllm_layout(ckpt, layout, form, caplog):
+    """0.9's ``llm_engine.model_config``, newer ``LLM.model_config`` and V1's ``vllm_config``, each alone;
+    the image limit from ``get_limit_per_prompt`` or the ``limit_per_prompt`` dict (int or 0.32's object)."""
+    caplog.set_level(logging.WARNING, logger="cosmos_upsample_fix")
+    if form == "getter":
+        mm = SimpleNamespace(get_limit_per_prompt=lambda modality: {"image": 3}[modality])
+    else:
+        mm = SimpleNamespace(limit_per_prompt={"image": 3 if form == "int dict" else ImageOptions(3)})
+    node = SimpleNamespace(max_model_len=6144, multimodal_config=mm)
+    for part in reversed(layout.split(".")):
+        node = SimpleNamespace(**{part: node})
+    engine = _engine_class(f"Engine_{layout}_{form}".replace(".", "_").replace(" ", "_"))(**vars(node))
+    upsampler = FakeUpsampler(ckpt, engine=engine, sampling_params=SimpleNamespace(max_tokens=400))
+    assert limits_for(upsampler, Settings(max_model_len=2048, reserve_output=100, max_images=1)) == Limits(6144, 400, 3)
+    assert not caplog.records
+
+
+def test_a_loaded_engine_without_known_paths_is_reported_not_silently_planned_for(ckpt, caplog):
+    caplog.set_level(logging.WARNING, logger="cosmos_upsample_fix")
+    engine = _engine_class("UnknownLayoutEngine")(llm_engine=SimpleNamespace(config=None))
+    upsampler = FakeUpsampler(ckpt, engine=engine, sampling_params=SimpleNamespace(max_tokens=None))
+    assert limits_for(upsampler, Settings(max_images=1)) == Limits(4096, 300, 1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert "shows no max_model_len at llm_engine.model_config, model_config, llm_engine.vllm_config" in warnings[0]
+    assert warnings[0].endswith("planning for max_model_len = 4096 (upstream's value)")
+    assert warnings[1].endswith("planning for max_tokens = 300 (upstream's value)")
+    assert warnings[2].endswith("planning for image limit = 1 (the value given to the plugin)")
+    caplog.clear()
+    limits_for(upsampler, Settings())  # once per engine type, not on every call
+    assert not caplog.records
+    # an offloaded upsampler (no engine loaded yet) is not a missing path: nothing is reported
+    limits_for(FakeUpsampler(ckpt), Settings())
+    assert not caplog.records
+
+
 def test_a_checkpoint_without_a_tokenizer_falls_back_to_the_embedded_one(ckpt, clips, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     fake = FakeUpsampler(tmp_path / "empty_checkpoint")
