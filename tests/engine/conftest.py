@@ -28,6 +28,7 @@ import pytest
 from .recording import Recorder
 from .tiny_pixtral import MODEL_SUBDIR, make_checkpoint
 
+REQUIRED_ENV = "ENGINE_TIER_REQUIRED"  # set by .ci/run: a tier that cannot run fails instead of skipping
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # else upstream's 0.98 reads as 98% of RAM
 
 
@@ -47,6 +48,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in ours:
         item.add_marker(pytest.mark.engine)
     problem = _vllm_problem() if ours else None
+    if problem and os.environ.get(REQUIRED_ENV):
+        raise pytest.UsageError(f"{REQUIRED_ENV} is set, but {problem}")
     if problem:
         for item in ours:
             item.add_marker(pytest.mark.skip(reason=problem))
@@ -134,10 +137,12 @@ def upstream(upstream_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 @pytest.fixture
 def plugin(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The plugin's runtime, uninstalled before and after the test, no plugin variables from outside."""
-    from cosmos_upsample_fix.cosmos import hooks, live_limits, runtime
+    from cosmos_upsample_fix.core import env
+    from cosmos_upsample_fix.cosmos import live_limits, runtime
 
-    for name in (runtime.POLICY_ENV, runtime.ON_ERROR_ENV, runtime.ENDPOINT_ENV, hooks.DISABLE_ENV, hooks.ORDER_ENV):
-        monkeypatch.delenv(name, raising=False)
+    for var in env.ALL:
+        for name in (var.name, *var.old):
+            monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(live_limits, "_reported", set())
     runtime.uninstall()
     yield runtime

@@ -73,7 +73,7 @@ def test_upstream_refuses_full_frames_and_takes_the_planned_ones(
 
     import cosmos_upsample_fix
 
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # upstream writes frame_1.png / frame_2.png there
+    monkeypatch.setenv("STANDIN_TEMPDIR", str(tmp_path))  # where misc.extract_video_frames writes frame_N.png
     plan = plan_frames(str(clip), PROMPT, Options()).plan
     upsampler = upstream(str(tiny_checkpoint))
     try:
