@@ -458,3 +458,9 @@ def test_a_still_over_the_models_cap_is_not_reported_as_a_loss(capsys, tmp_path)
     assert main(["inspect", str(make_clip(tmp_path / "w.mp4", 1280, 704, frames=2)), "--prompt", PROMPT]) == 0
     assert "the model itself" not in capsys.readouterr().out  # shrunk further by the plan: no such note
 
+
+def test_fewer_listed_images_picked_is_not_called_a_model_shrink(capsys, tmp_path):
+    images = [str(make_image(tmp_path / f"{i}.png", 64, 48, index=i)) for i in range(3)]
+    assert main(["inspect", *images, "--frames", "2", "--select", "ends", "--prompt", PROMPT]) == 0
+    assert "the model itself" not in capsys.readouterr().out
+

@@ -31,13 +31,13 @@ def model_own_size(plan: Plan) -> bool:
     same token grid, the same tokens) it loses nothing the model would have seen, so its
     "pixels kept" below 100% is not a loss of detail.
     """
-    original, planned = plan.original, plan.planned
-    if list(original.frame_sizes) == list(planned.frame_sizes) or original.rejected:
+    if plan.original.rejected:
         return False
-    return all(
-        accepts(o, plan.grid) and p == model_pixels(o, plan.grid)
-        for o, p in zip(original.frame_sizes, planned.frame_sizes)
-    ) and original.tokens_per_frame[:len(planned.tokens_per_frame)] == planned.tokens_per_frame
+    upstream = dict(zip(plan.original_indices, plan.original.frame_sizes))
+    pairs = [(upstream.get(i), size) for i, size in zip(plan.frame_indices, plan.planned.frame_sizes)]
+    if any(o is None for o, _ in pairs) or all(o == p for o, p in pairs):
+        return False  # a frame upstream would not send, or nothing shrunk
+    return all(o is not None and accepts(o, plan.grid) and p == model_pixels(o, plan.grid) for o, p in pairs)
 
 
 def format_report(plan: Plan) -> str:
