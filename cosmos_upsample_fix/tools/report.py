@@ -52,8 +52,8 @@ def format_report(plan: Plan) -> str:
         verdict = f"REJECTED: the installed mistral_common refuses a {shown} image (its rounded side is 0 pixels)"
     elif o.prompt_tokens > lim.max_model_len:
         verdict = (
-            f"does NOT fit: over the budget by {o.over_by}; vLLM raises 'The decoder prompt (length "
-            f"{o.prompt_tokens}) is longer than the maximum model length of {lim.max_model_len}.'"
+            f"does NOT fit: over the budget by {o.over_by}; vLLM refuses a prompt of {o.prompt_tokens} "
+            f"tokens, over its max_model_len {lim.max_model_len}"
         )
     elif len(o.frame_sizes) > lim.max_images:
         verdict = f"does NOT fit: {len(o.frame_sizes)} images, the engine allows {lim.max_images}"
