@@ -3,14 +3,17 @@
 The model sees the frames we send after its own resize to its patch grid, which is a no-op
 for planned sizes (they are on the grid), so the downscale filter is ours to choose. Measured
 through the model's view (mistral_common's encoder; PSNR against the original frame after
-scaling back, as ``benchmarks`` does) on the Cosmos sample clips and generated clips:
+scaling back, as ``benchmarks`` does) on the Cosmos sample clips and on generated camera and
+control-like clips (segmentation masks, HD maps, LiDAR points, depth, canny edges):
 
-* below :data:`MILD_SHRINK` (1.45x) OpenCV's 8-tap Lanczos without antialiasing keeps the
-  most detail: the aliasing such a mild shrink can cause is negligible, while an
-  antialiased filter blurs (up to +0.7 dB over swscale's Lanczos at 1.2x);
-* from 1.45x FFmpeg's swscale Lanczos, which widens its kernel with the factor, i.e.
-  antialiases (up to +1.7 dB over the model's plain cubic at 4.2x). So a shrink of 2x or
-  more never aliases, and nothing is ever point-sampled.
+* OpenCV's 8-tap Lanczos without antialiasing keeps the most detail at mild shrinks (up to
+  +0.9 dB over an antialiased Lanczos at 1.2x) but loses up to 1.7 dB from 2x on, where it
+  aliases; FFmpeg's swscale Lanczos, which widens its kernel with the factor, is the reverse;
+* neither wins everywhere between (at 1.4x each loses up to 0.4 dB on some kind of content),
+  while their mix, weighted by the shrink ``s`` as ``(2 − s)`` non-antialiased plus ``(s − 1)``
+  antialiased (a kernel part-way widened), scored at least max(Pillow's Lanczos, the model's
+  cubic) on every clip and factor measured from 1.07x to 2x (+0.02 to +0.9 dB). From 2x on
+  swscale alone, so nothing is ever point-sampled.
 
 Without OpenCV (not a dependency; Cosmos environments have it) every shrink uses swscale.
 
@@ -40,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-MILD_SHRINK = 1.45
-"""Shrink factors (long side before / after) below this use the non-antialiased Lanczos."""
+BLEND_UNTIL = 2.0
+"""Shrink factors (per side, the larger) below this mix the two Lanczos; from it swscale's alone."""
 
 _cv2: Any
 try:
@@ -51,18 +54,32 @@ except ImportError:  # pragma: no cover - OpenCV is present wherever Cosmos runs
 
 SWSCALE_LANCZOS = "Lanczos (swscale, antialiased)"
 OPENCV_LANCZOS = "Lanczos4 (OpenCV, 8 taps, no antialiasing)"
+BLEND = "Lanczos4 (OpenCV) and Lanczos (swscale) mixed"
 
 
 def _shrink(source: Size, target: Size) -> float:
     return max(source[0] / max(1, target[0]), source[1] / max(1, target[1]))
 
 
+def antialiased_share(source: Size, target: Size) -> float:
+    """The weight of swscale's antialiased Lanczos in a resize from ``source`` to ``target``: s − 1, within 0..1.
+
+    1.0 (swscale alone) from :data:`BLEND_UNTIL`, for an enlargement on either side, and without OpenCV.
+    """
+    shrink = _shrink(source, target)
+    if _cv2 is None or target[0] > source[0] or target[1] > source[1] or shrink >= BLEND_UNTIL:
+        return 1.0
+    return max(0.0, shrink - 1.0)
+
+
 def filter_for(source: Size, target: Size) -> str:
     """The name of the filter :func:`resize` uses from ``source`` to ``target`` (width, height)."""
-    shrink = _shrink(source, target)
-    if _cv2 is not None and 1.0 < shrink < MILD_SHRINK and target[0] <= source[0] and target[1] <= source[1]:
+    share = antialiased_share(source, target)
+    if share >= 1.0:
+        return SWSCALE_LANCZOS
+    if share <= 0.0:
         return OPENCV_LANCZOS
-    return SWSCALE_LANCZOS
+    return f"{BLEND} ({1 - share:.2f} / {share:.2f})"
 
 
 _Contexts = dict[threading.Thread, dict[tuple[str, str, int, int], VideoReformatter]]
@@ -127,8 +144,17 @@ def resize(image: np.ndarray, size: Size) -> np.ndarray:
     target = (int(size[0]), int(size[1]))
     if (width, height) == target:
         return image
-    if filter_for((width, height), target) == OPENCV_LANCZOS:
-        return np.ascontiguousarray(_cv2.resize(image, target, interpolation=_cv2.INTER_LANCZOS4))
+    share = antialiased_share((width, height), target)
+    if share >= 1.0:
+        return _swscale_lanczos(image, target)
+    sharp = _cv2.resize(image, target, interpolation=_cv2.INTER_LANCZOS4)
+    if share <= 0.0:
+        return np.ascontiguousarray(sharp)
+    return np.ascontiguousarray(_cv2.addWeighted(sharp, 1.0 - share, _swscale_lanczos(image, target), share, 0.0))
+
+
+def _swscale_lanczos(image: np.ndarray, target: Size) -> np.ndarray:
+    """FFmpeg's swscale Lanczos (antialiased: its kernel widens with the shrink) of an RGB image."""
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
     # Scaling into planar RGB (gbrp) gives the same pixels as packed rgb24 -> rgb24 but takes
     # swscale's faster planar path: about 30% less time for a 1280x800 -> 864x544 frame.

@@ -6,8 +6,10 @@ and scored by PSNR over RGB against the original, as ``benchmarks`` does.
 """
 from __future__ import annotations
 
+import io
 import math
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -131,3 +133,40 @@ def test_bounded_and_fixed_policies_are_not_passed_as_is():
     assert not passes_as_is([(1280, 720)], 20, grid, limits, "none")
     assert not passes_as_is([(1280, 720)], 20, grid, limits, "fixed:1024x576")
     assert not passes_as_is([(1280, 720)] * 2, 20, grid, Limits(), "fit")  # does not fit 4096
+
+
+def _cubic8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The model's own resize (float cubic) as a frame would carry it: rounded, clipped to 8 bits."""
+    out = cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _as_decoded(image: np.ndarray) -> np.ndarray:
+    """``image`` after an H.264 round trip (libx264 CRF 18, yuv420p), as control videos arrive."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "yuv420p"
+        stream.options = {"crf": "18"}
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")), *stream.encode(None)]:
+            container.mux(packet)
+    buffer.seek(0)
+    with av.open(buffer) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+@pytest.mark.parametrize(("source", "target"), [((1280, 720), (912, 512)), ((960, 704), (800, 592)),
+                                                ((1280, 800), (864, 544)), ((1920, 1080), (912, 512))])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_downscale_filter_keeps_at_least_what_lanczos_or_the_models_cubic_keeps(kind, source, target):
+    """At the budget's target size (on the grid: the model's own resize is a no-op), on control-like frames.
+
+    The frames go through H.264 first, as control videos do: a noise-free 8-bit gradient would score
+    above 60 dB, where the rounding of the frame sent, not the filter, decides.
+    """
+    encoder = load_model().tokenizer.instruct_tokenizer.image_encoder
+    original = _as_decoded(_frame(kind, *source))
+    pillow = np.asarray(Image.fromarray(original).resize(target, Image.Resampling.LANCZOS))
+    best_other = max(_view_psnr(encoder, pillow, original), _view_psnr(encoder, _cubic8(original, target), original))
+    ours = _view_psnr(encoder, images.resize(original, target), original)
+    assert ours >= best_other - TOLERANCE_DB, (kind, source, ours, best_other)
