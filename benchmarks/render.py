@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 import statistics
 
+import cv2
+
 from .budget_use import BudgetResult
 from .clips import Clip
 from .config import LIMITS, PROMPT, ROOMY
@@ -111,7 +113,9 @@ def fidelity(result: FidelityResult, cap: int) -> str:
         "= the frames resized to the hint size with the package's resize, no codec (the workaround's best case; "
         "the goal is judged on it); *hint clip* = the same frames as a real H.264 hint clip (`hint.write_video`, "
         "CRF 12) read back. *upstream* = the full frames, only where that request fits. \"lossless\": the model "
-        "sees the original pixels.", "",
+        "sees the original pixels. Every PSNR here was computed with OpenCV "
+        f"{cv2.__version__} (its cubic resize is the model's and the scaling back; the figures shift by about "
+        "0.3 dB between OpenCV versions).", "",
         f"Goal: `fit` ≥ {FIDELITY_MIN_GAIN_DB:g} dB above the hint on every 720p-class clip (short side 700–800 px).",
         "",
         table(["clip", "original", "720p class", "fit sent → model grid", "fit PSNR / SSIM", "hint sent → model grid",

@@ -229,12 +229,18 @@ def floor_row(clip: Clip, ctx: Context) -> tuple[FloorRow, list[str]]:
     return row, problems
 
 
+def timed_end_to_end(clip: Clip) -> bool:
+    """Clips of the speed table: the sample clips and the generated camera-like ones (not the control-like
+    generated ones, which are there for fidelity and frame selection; the real control clips are samples)."""
+    return clip.group != "generated" or clip.kind == "camera"
+
+
 def measure(clips: list[Clip], long: Clip | None, ctx: Context) -> SpeedResult:
     """Every video clip, then the long clip and the sample clips for frame selection."""
     dirs = Dirs(ctx.tmp)
     result = SpeedResult(load_start=load_average())
     for clip in clips:
-        if not clip.video:
+        if not clip.video or not timed_end_to_end(clip):
             continue
         row = speed_row(clip, ctx, dirs)
         result.rows.append(row)

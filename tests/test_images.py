@@ -91,14 +91,18 @@ def test_filter_by_shrink_factor(source, target, share):
     pytest.importorskip("cv2")
     assert images.antialiased_share(source, target) == pytest.approx(share, abs=1e-4)
     name = images.filter_for(source, target)
-    assert name == images.SWSCALE_LANCZOS if share == 1.0 else name.startswith(images.BLEND)
+    if share == 1.0:
+        assert name == images.SWSCALE_LANCZOS
+    else:
+        assert name.startswith(images.BLEND if share < 0.25 else images.BLEND_CUBIC)
 
 
-@pytest.mark.parametrize(("source", "target"), [((1280, 704), (928, 512)), ((720, 720), (672, 672))])
-def test_a_mild_shrink_mixes_the_sharp_and_the_antialiased_lanczos(source, target):
+@pytest.mark.parametrize(("source", "target", "sharp_filter"), [((1280, 704), (928, 512), cv2.INTER_CUBIC),
+                                                                ((720, 720), (672, 672), cv2.INTER_LANCZOS4)])
+def test_a_mild_shrink_mixes_a_sharp_and_the_antialiased_lanczos(source, target, sharp_filter):
     image = np.random.default_rng(3).integers(0, 256, (source[1], source[0], 3), dtype=np.uint8)
     share = images.antialiased_share(source, target)
-    sharp = cv2.resize(image, target, interpolation=cv2.INTER_LANCZOS4)
+    sharp = cv2.resize(image, target, interpolation=sharp_filter)
     smooth = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
         width=target[0], height=target[1], interpolation="LANCZOS").to_ndarray()
     expected = cv2.addWeighted(sharp, 1 - share, smooth, share, 0.0)
