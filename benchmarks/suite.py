@@ -106,7 +106,7 @@ def report(results: Results, clipset: ClipSet, ctx: Context, command: str, elaps
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small generated clips, fewer runs (< 1 min)")
+    parser.add_argument("--quick", action="store_true", help="small generated clips, fewer runs (a few minutes)")
     parser.add_argument("--out", default=None,
                         help="Markdown report (full run: default benchmarks/RESULTS.md; --quick: printed only)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per measurement (default 11, quick 3)")
