@@ -7,13 +7,13 @@ the package opens), seek to the keyframe each wanted frame depends on (none for 
 start), decode from there skipping every picture no other picture refers to except the
 wanted ones (FFmpeg's ``skip_frame = NONREF`` per packet), and convert the wanted pictures to
 RGB (with a swscale context kept across runs). Each thread setting FFmpeg offers is timed
-and the fastest is the floor. Nothing of the package runs in the timed region.
+(interleaved with the package's reads) and the fastest is the floor. Nothing of the package
+runs in the timed region.
 """
 from __future__ import annotations
 
 import bisect
 import gc
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,19 +107,6 @@ def _once(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3
-
-
-def fastest(path: Path, need: Needed, runs: int = 3) -> tuple[Floor, list[float]]:
-    """The floor with the fastest thread setting (median of ``runs`` after a warm-up) and its times."""
-    best: tuple[float, Floor, list[float]] | None = None
-    for threads in THREAD_SETTINGS:
-        floor = Floor(path, need, threads)
-        floor()
-        times = [_once(floor) for _ in range(runs)]
-        if best is None or statistics.median(times) < best[0]:
-            best = (statistics.median(times), floor, times)
-    assert best is not None
-    return best[1], best[2]
 
 
 def interleaved(jobs: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:

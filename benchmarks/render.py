@@ -239,9 +239,9 @@ def speed(result: SpeedResult, runs: int) -> str:
             "selection needs it, seek, decode, RGB). *floor* = the least work that yields the same frames, with "
             "the packets known beforehand: open the file, seek to the keyframe each frame depends on, decode from "
             "there skipping every picture no other one refers to except the wanted ones, convert the wanted ones to "
-            f"RGB; the fastest of the thread settings {settings} (type/count, 0 = one per core; median of 3 after a "
-            "warm-up each), then timed interleaved with *read* round by round, median of "
-            f"{runs} runs. *decoded* = pictures from the keyframes to the wanted frames, before skipping. "
+            f"RGB; under each thread setting {settings} (type/count, 0 = one per core), all timed interleaved with "
+            f"*read* round by round after a warm-up each, median of {runs} runs; the floor is the setting with the "
+            "lowest median. *decoded* = pictures from the keyframes to the wanted frames, before skipping. "
             "The frames of both are checked equal. `uniform` and `ends` pick the same two frames.", "",
             f"Goal: read / floor ≤ {FLOOR_MAX_RATIO:g}x for every selection on every clip.", "",
             table(["clip", "original", "frames", "select", "picks", "decoded", "read ms", "floor ms",

@@ -201,30 +201,35 @@ def keyframes(path: Path) -> list[int]:
 
 
 def floor_row(clip: Clip, ctx: Context) -> tuple[FloorRow, list[str]]:
-    """Each selection's ``read_frames`` and its floor, interleaved round by round; problems if the frames differ."""
+    """Each selection's ``read_frames`` and the floor under every thread setting, interleaved round by round.
+
+    A selection's floor is the setting with the lowest median; problems if its frames differ from the package's.
+    """
     problems: list[str] = []
     needs = {select: floors.needed(clip.path, FRAMES, select) for select in SELECTS}
-    chosen: dict[tuple[int, ...], tuple[floors.Floor, str]] = {}
+    candidates = {n.indices: [floors.Floor(clip.path, n, t) for t in floors.THREAD_SETTINGS] for n in needs.values()}
     for select, need in needs.items():
-        if need.indices not in chosen:  # one floor per set of frames (uniform and ends share one at 2 frames)
-            floor, _ = floors.fastest(clip.path, need)
-            chosen[need.indices] = (floor, "/".join(map(str, floor.threads)))
         _, frames = read_frames(clip.path, FRAMES, select)
         ours = [f.image for f in frames]
-        theirs = chosen[need.indices][0]()
+        theirs = candidates[need.indices][0]()
         if [f.index for f in frames] != list(need.indices) or len(ours) != len(theirs) or not all(
                 np.array_equal(a, b) for a, b in zip(ours, theirs)):
             problems.append(f"{clip.name}: read_frames({select!r}) and the decode floor give different frames")
+
     def reader(select: str) -> Callable[[], object]:
         return lambda: read_frames(clip.path, FRAMES, select)
 
     jobs: dict[str, Callable[[], object]] = {f"read {select}": reader(select) for select in SELECTS}
-    jobs.update({f"floor {indices}": floor for indices, (floor, _) in chosen.items()})
+    for indices, settings in candidates.items():
+        jobs.update({f"floor {indices} {floor.threads}": floor for floor in settings})
     times = floors.interleaved(jobs, ctx.runs)
+    best = {indices: min(settings, key=lambda f: statistics.median(times[f"floor {indices} {f.threads}"]))
+            for indices, settings in candidates.items()}
     row = FloorRow(
         clip, len(keyframes(clip.path)), {s: n.indices for s, n in needs.items()},
         {s: n.decoded for s, n in needs.items()}, {s: times[f"read {s}"] for s in SELECTS},
-        {s: times[f"floor {n.indices}"] for s, n in needs.items()}, {s: chosen[n.indices][1] for s, n in needs.items()},
+        {s: times[f"floor {n.indices} {best[n.indices].threads}"] for s, n in needs.items()},
+        {s: "/".join(map(str, best[n.indices].threads)) for s, n in needs.items()},
     )
     return row, problems
 
