@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 from PIL import Image
 
-from . import synth
+from . import control, synth
 from .config import Log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +29,9 @@ QUICK_SIZES = [
     (840, 360, "21:9"),
 ]
 QUICK_STILLS = [(2560, 1080, "21:9")]
+# control-like clips (see :mod:`control`): every kind but camera (the clips above are camera-like) at each size
+CONTROL_SIZES = [(1280, 720, "16:9"), (1920, 1080, "16:9"), (3840, 2160, "16:9"), (720, 1280, "9:16")]
+QUICK_CONTROL_SIZES = [(1280, 720, "16:9")]
 SHORT_FRAMES = 8
 LONG_FULL = (1280, 704, 600)
 LONG_QUICK = (320, 176, 600)
@@ -45,6 +48,7 @@ class Clip:
     frames: int
     group: str  # "sample" (real clips), "generated", "still", "long"
     aspect: str = ""
+    kind: str = "camera"  # what the frames show: one of control.KINDS
 
     @property
     def size(self) -> tuple[int, int]:
@@ -78,13 +82,23 @@ def aspect_label(width: int, height: int) -> str:
     return f"{ratio:.3f}:1"
 
 
+SAMPLE_KINDS = (("edge", "canny"), ("segmentation", "segmentation"), ("hdmap", "hdmap"), ("depth", "depth"),
+                ("lidar", "lidar"))
+"""A sample clip's kind by a word in its name (Cosmos's control names); camera footage otherwise."""
+
+
+def kind_of(name: str) -> str:
+    return next((kind for word, kind in SAMPLE_KINDS if word in name.lower()), "camera")
+
+
 def probe_clip(path: Path, group: str, aspect: str = "") -> Clip:
     """A clip's size and frame count as PyAV sees them (counting packets if the header has none)."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = stream.frames or sum(1 for p in container.demux(stream) if p.size)
         width, height = stream.codec_context.width, stream.codec_context.height
-    return Clip(path.name, path, width, height, frames, group, aspect or aspect_label(width, height))
+    aspect = aspect or aspect_label(width, height)
+    return Clip(path.name, path, width, height, frames, group, aspect, kind_of(path.name))
 
 
 
@@ -92,6 +106,12 @@ def generated_clip(folder: Path, width: int, height: int, frames: int, aspect: s
     """A synthetic H.264 clip (see :mod:`synth`) in ``folder``."""
     path = synth.write_clip(folder / f"gen_{width}x{height}.mp4", width, height, frames)
     return Clip(path.name, path, width, height, frames, "generated", aspect or aspect_label(width, height))
+
+
+def control_clip(folder: Path, kind: str, width: int, height: int, frames: int, aspect: str = "") -> Clip:
+    """A control-like H.264 clip of ``kind`` (see :mod:`control`) in ``folder``."""
+    path = control.write_kind_clip(folder / f"{kind}_{width}x{height}.mp4", kind, width, height, frames)
+    return Clip(path.name, path, width, height, frames, "generated", aspect or aspect_label(width, height), kind)
 
 
 def generated_still(folder: Path, width: int, height: int, aspect: str = "") -> Clip:
@@ -120,6 +140,9 @@ def make_clips(folder: Path, quick: bool, log: Log) -> ClipSet:
         notes.append(f"Sample clips skipped: {SHARED_VIDEOS} not found.")
     for w, h, aspect in QUICK_SIZES if quick else FULL_SIZES:
         clips.append(generated_clip(folder, w, h, SHORT_FRAMES, aspect))
+    for kind in control.KINDS[:-1]:
+        for w, h, aspect in QUICK_CONTROL_SIZES if quick else CONTROL_SIZES:
+            clips.append(control_clip(folder, kind, w, h, SHORT_FRAMES, aspect))
     for w, h, aspect in QUICK_STILLS if quick else FULL_STILLS:
         clips.append(generated_still(folder, w, h, aspect))
     w, h, n = LONG_QUICK if quick else LONG_FULL

@@ -12,6 +12,8 @@ from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel
 
 PROMPT = "Robotic arms hand over a coffee cup to a woman in a modern office."
 LIMITS: Limits = UPSTREAM_LIMITS  # max_model_len 4096, 300 reserved, 2 images
+ROOMY = Limits(max_model_len=16384)
+"""A server with room for every clip's full request (the pre-shrink table): 2 frames up to 1024x1024 fit."""
 FIT = Options.build(policy="fit", select="first")
 UNIFORM = Options.build(policy="fit", select="uniform")
 

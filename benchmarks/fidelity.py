@@ -1,5 +1,6 @@
 """Table 2: what the model sees. Fit vs the 320x180 hint, the downscale filter vs Lanczos and
-the model's own cubic at the same size, and frames over the model's cap pre-shrunk."""
+the model's own cubic at the same size, and frames over the model's cap pre-shrunk (at a limit
+where every clip's full request fits) vs the full frames."""
 from __future__ import annotations
 
 import math
@@ -10,17 +11,18 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cosmos_upsample_fix.core.budget import Size, model_pixels
+from cosmos_upsample_fix.core.budget import Limits, Size, presized
 from cosmos_upsample_fix.media import images
 from cosmos_upsample_fix.media.frames import read_frames
 from cosmos_upsample_fix.media.images import resize
 from cosmos_upsample_fix.media.mp4 import write_video
+from cosmos_upsample_fix.planning.planner import plan_frames
 from cosmos_upsample_fix.tools.preview import hint_size
 
 from . import metrics
 from .budget_use import BudgetResult
 from .clips import Clip
-from .config import Context
+from .config import FIT, PROMPT, ROOMY, STILL, Context
 
 
 @dataclass(frozen=True)
@@ -68,34 +70,48 @@ class FilterRow:
         return self.ours.psnr - self.best_other
 
 
+PAYLOAD_LEVEL = 1
+"""PNG level of the pre-shrink payload figures (what a request to a server on another machine sends)."""
+
+
 @dataclass(frozen=True)
-class CapRow:
-    """A request that fits with frames over the model's cap: what is sent, and what it gains."""
+class PreshrinkRow:
+    """Frames over the model's cap whose request fits (at :data:`~.config.ROOMY`): what is sent vs the full frames."""
 
     clip: Clip
-    sent: Size
-    model_size: Size  # what the model's own resize makes of the original frame
+    limits: Limits
+    sent: tuple[Size, ...]  # per frame: the model's own size (pre-shrunk) or the original (sent as is)
+    model_size: Size  # presized: the size the model's own resize makes, within the original
     upstream_tokens: int
-    fit_tokens: int
-    ours: Score  # the sent frame as the model sees it
-    model_cubic: Score  # the full frame as the model sees it (its own cubic)
-    payload_sent: int  # base64 bytes of the sent PNGs
-    payload_upstream: int  # base64 bytes of upstream's full-size PNGs (OpenCV defaults)
+    sent_tokens: int
+    exact_tokens: int  # len(model.encode(...)) with the frames sent
+    ours: Score  # the frames sent as the model sees them
+    full: Score  # the full frames as the model sees them (its own float cubic)
+    payload_sent: int  # base64 bytes of the sent frames as PNG (PAYLOAD_LEVEL)
+    payload_full: int  # the same for the full frames
+    payload_upstream: int  # upstream's full-size PNGs (OpenCV defaults)
+
+    @property
+    def as_is(self) -> int:
+        """Frames sent at their original size (pre-shrinking them would have lost detail)."""
+        return sum(s == self.clip.size for s in self.sent)
 
     @property
     def ok(self) -> bool:
-        return self.sent == self.model_size and self.fit_tokens == self.upstream_tokens
+        """Same tokens, exact, and every frame at the model's size or its own."""
+        return (self.sent_tokens == self.upstream_tokens == self.exact_tokens
+                and all(s in (self.model_size, self.clip.size) for s in self.sent))
 
     @property
-    def gain(self) -> float:
-        return self.ours.psnr - self.model_cubic.psnr
+    def margin(self) -> float:
+        return self.ours.psnr - self.full.psnr
 
 
 @dataclass
 class FidelityResult:
     rows: list[FidelityRow] = field(default_factory=list)
     filters: list[FilterRow] = field(default_factory=list)
-    cap: list[CapRow] = field(default_factory=list)
+    preshrink: list[PreshrinkRow] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -165,15 +181,29 @@ def measure(budget: BudgetResult, ctx: Context) -> FidelityResult:
                 score(originals, [view(cubic8(im, target)) for im in originals]),
                 score(originals, [metrics.cubic(im, target) for im in originals]),
             ))
-        if row.upstream_fits and max(clip.size) > grid.max_image_size:
-            result.cap.append(CapRow(
-                clip, target, model_pixels(clip.size, grid), row.upstream_tokens, row.fit_tokens, fit,
-                score(originals, [view(im) for im in originals]),
-                sum(b64_len(len(images.encode_png(im))) for im in planned.images),
-                sum(b64_len(len(cv2.imencode(".png", im[..., ::-1])[1])) for im in originals),
-            ))
+        if max(clip.size) > grid.max_image_size:
+            result.preshrink.append(preshrink_row(clip, originals, ctx, view))
         ctx.log(f"  fidelity {clip.name}: fit {fit.psnr:.2f} dB, gain over hint {result.rows[-1].gain:+.2f}")
     return result
+
+
+def png_b64(frames: list[np.ndarray], level: int) -> int:
+    return sum(b64_len(len(images.encode_png(im, level))) for im in frames)
+
+
+def preshrink_row(clip: Clip, originals: list[np.ndarray], ctx: Context, view) -> PreshrinkRow:
+    """Plan ``clip`` at a limit where its full request fits; score and weigh what is sent vs the full frames."""
+    model = ctx.model
+    planned = plan_frames(clip.path, PROMPT, FIT if clip.video else STILL, limits=ROOMY, model=model)
+    sent = planned.images
+    return PreshrinkRow(
+        clip, ROOMY, tuple(_wh(im) for im in sent), presized(clip.size, model.grid),
+        planned.plan.original.prompt_tokens, planned.plan.planned.prompt_tokens,
+        len(model.encode(PROMPT, [Image.fromarray(im) for im in sent])),
+        score(originals, [view(im) for im in sent]), score(originals, [view(im) for im in originals]),
+        png_b64(sent, PAYLOAD_LEVEL), png_b64(originals, PAYLOAD_LEVEL),
+        sum(b64_len(len(cv2.imencode(".png", im[..., ::-1])[1])) for im in originals),
+    )
 
 
 def _wh(image: np.ndarray) -> Size:

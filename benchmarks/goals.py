@@ -23,8 +23,10 @@ SPEED_MAX_RATIO = 1.0
 """Plugin / upstream-style baseline on every 720p-class clip."""
 SPEED_MAX_MEDIAN_RATIO = 0.7
 """Plugin / baseline, median over the 720p-class clips."""
-UNIFORM_MAX_RATIO = 2.5
-"""``select="uniform"`` / ``select="first"`` on the 600-frame clip."""
+PRESHRINK_TOLERANCE_DB = 0.1
+"""Frames over the cap that fit: the view of what is sent ≥ the view of the full frames − 0.1 dB."""
+FLOOR_MAX_RATIO = 1.15
+"""``read_frames`` with ``first``, ``uniform``, ``ends`` / the decode floor of the same frames, on every clip."""
 PLAN_MAX_MS = 1.0
 """Planning ``fit`` for one request (median)."""
 
@@ -89,16 +91,20 @@ def filter_goal(fidelity: FidelityResult) -> Goal:
     )
 
 
-def cap_goal(fidelity: FidelityResult) -> Goal:
-    rows = fidelity.cap
-    failures = [f"{r.clip.name} (sent {r.sent[0]}x{r.sent[1]}, {r.fit_tokens} vs {r.upstream_tokens} tokens)"
-                for r in rows if not r.ok]
+def preshrink_goal(fidelity: FidelityResult) -> Goal:
+    rows = fidelity.preshrink
+    failures = [f"{r.clip.name} ({r.margin:+.2f} dB, sent {', '.join(f'{w}x{h}' for w, h in r.sent)}, "
+                f"{r.sent_tokens}/{r.upstream_tokens}/{r.exact_tokens} tokens)"
+                for r in rows if not (r.ok and r.margin >= -PRESHRINK_TOLERANCE_DB)]
+    frames = sum(len(r.sent) for r in rows)
     return Goal(
-        "Cap: frames above the model's cap that already fit are pre-shrunk to the model's size, same token count",
+        "Pre-shrink: frames over the model's cap whose request fits are sent with the same tokens, and the model's "
+        f"view of them ≥ its view of the full frames − {PRESHRINK_TOLERANCE_DB:g} dB PSNR, on every clip",
         not failures,
-        (f"{len(rows) - len(failures)}/{len(rows)} pass; PSNR gain over the model's cubic "
-         f"{min(r.gain for r in rows):+.2f} to {max(r.gain for r in rows):+.2f} dB; payload "
-         f"{sum(r.payload_sent for r in rows) / 1e6:.1f} MB vs {sum(r.payload_upstream for r in rows) / 1e6:.1f} MB"
+        (f"{len(rows) - len(failures)}/{len(rows)} pass; ours − full: min {min(r.margin for r in rows):+.2f} dB, "
+         f"median {statistics.median(r.margin for r in rows):+.2f} dB; {sum(r.as_is for r in rows)}/{frames} frames "
+         f"sent as they are; payload (PNG level 1) {sum(r.payload_sent for r in rows) / 1e6:.1f} MB vs "
+         f"{sum(r.payload_full for r in rows) / 1e6:.1f} MB for the full frames"
          if rows else "no such input") + _failing(failures),
         applicable=bool(rows),
     )
@@ -119,13 +125,18 @@ def speed_goal(speed: SpeedResult) -> Goal:
     )
 
 
-def uniform_goal(speed: SpeedResult) -> Goal:
-    long = speed.long
+def floor_goal(speed: SpeedResult) -> Goal:
+    rows = speed.selections
+    ratios = [(r.clip.name, sel, r.ratio(sel)) for r in rows for sel in r.selects]
+    failures = [f"{name} {sel} ({ratio:.2f}x)" for name, sel, ratio in ratios if ratio > FLOOR_MAX_RATIO]
     return Goal(
-        f"Selection: uniform ≤ {UNIFORM_MAX_RATIO:g}x first on the 600-frame clip",
-        long is not None and long.ratio <= UNIFORM_MAX_RATIO,
-        f"{long.ratio:.2f}x on {long.clip.name}" if long is not None else "no long clip",
-        applicable=long is not None,
+        f"Selection: read_frames with first, uniform and ends ≤ {FLOOR_MAX_RATIO:g}x the decode floor of the same "
+        "frames, on every clip",
+        bool(rows) and not failures,
+        (f"{len(ratios) - len(failures)}/{len(ratios)} pass; max "
+         + ", ".join(f"{sel} {max(r for _, s, r in ratios if s == sel):.2f}x" for sel in rows[0].selects)
+         if rows else "no video") + _failing(failures),
+        applicable=bool(rows),
         timed=True,
     )
 
@@ -157,6 +168,6 @@ def planning_goal(planning: PlanningResult) -> Goal:
 def judge(budget: BudgetResult, fidelity: FidelityResult, speed: SpeedResult, planning: PlanningResult) -> list[Goal]:
     """Every goal, in the order of the Goals table."""
     return [
-        budget_goal(budget), hint_goal(fidelity), filter_goal(fidelity), cap_goal(fidelity),
-        speed_goal(speed), uniform_goal(speed), payload_goal(speed), planning_goal(planning),
+        budget_goal(budget), hint_goal(fidelity), filter_goal(fidelity), preshrink_goal(fidelity),
+        speed_goal(speed), floor_goal(speed), payload_goal(speed), planning_goal(planning),
     ]

@@ -1,5 +1,5 @@
 """Table 3: wall time from the video path to the data URLs, plugin vs an upstream-style
-baseline, with the payload; where the time goes; frame selection on a long clip."""
+baseline, with the payload; where the time goes; each frame selection against its decode floor."""
 from __future__ import annotations
 
 import gc
@@ -11,12 +11,14 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 
 from cosmos_upsample_fix.core.policies import plan_sizes
 from cosmos_upsample_fix.media.frames import read_frames
 from cosmos_upsample_fix.media.images import write_png
 from cosmos_upsample_fix.planning.planner import plan_frames, resize_all
 
+from . import floor as floors
 from .clips import Clip
 from .config import PROMPT, Context, options_for
 from .timing import Dirs, b64_files, load_average, timed
@@ -127,27 +129,32 @@ class SpeedRow:
         return statistics.median(p / b for p, b in zip(self.plugin, self.baseline))
 
 
-@dataclass(frozen=True)
-class SelectionRow:
-    clip: Clip
-    keyframes: list[int]
-    first: list[float]
-    uniform: list[float]
-    indices: tuple[int, ...]  # frames uniform picked
-    decode_first: float = 0.0
-    decode_uniform: float = 0.0
-    baseline: float = 0.0
+SELECTS = ("first", "uniform", "ends")
+FRAMES = 2
+"""Frames each selection reads (upstream's two; ``uniform`` and ``ends`` then pick the same ones)."""
 
-    @property
-    def ratio(self) -> float:
-        return statistics.median(self.uniform) / statistics.median(self.first)
+
+@dataclass(frozen=True)
+class FloorRow:
+    """``read_frames`` per selection vs the decode floor of the same frames (see :mod:`benchmarks.floor`)."""
+
+    clip: Clip
+    keyframes: int
+    indices: dict[str, tuple[int, ...]]
+    decoded: dict[str, int]  # pictures from the keyframes to the wanted frames (before skipping)
+    package: dict[str, list[float]]  # ms per run of read_frames(path, 2, select)
+    floor: dict[str, list[float]]  # ms per run of the floor
+    threads: dict[str, str]  # the floor's fastest thread setting
+    selects: tuple[str, ...] = SELECTS
+
+    def ratio(self, select: str) -> float:
+        return statistics.median(self.package[select]) / statistics.median(self.floor[select])
 
 
 @dataclass
 class SpeedResult:
     rows: list[SpeedRow] = field(default_factory=list)
-    long: SelectionRow | None = None
-    samples: list[SelectionRow] = field(default_factory=list)
+    selections: list[FloorRow] = field(default_factory=list)
     whatif: list[WhatIfRow] = field(default_factory=list)
     whatif_clip: Clip | None = None
     load_start: str = ""
@@ -193,32 +200,44 @@ def keyframes(path: Path) -> list[int]:
     return [i for i, p in enumerate(sorted(packets, key=lambda p: p.pts or 0)) if p.is_keyframe]
 
 
-def selection_row(clip: Clip, ctx: Context, dirs: Dirs, with_decode: bool) -> SelectionRow:
-    """``select="uniform"`` vs ``"first"`` end to end, interleaved; optionally decode alone and the baseline."""
-    times: dict[str, list[float]] = {"first": [], "uniform": []}
+def floor_row(clip: Clip, ctx: Context) -> tuple[FloorRow, list[str]]:
+    """Each selection's ``read_frames`` and the floor under every thread setting, interleaved round by round.
 
-    def job(select: str) -> Callable[[Path], int]:
-        return lambda d: plugin_run(clip.path, d, ctx, select)
+    A selection's floor is the setting with the lowest median; problems if its frames differ from the package's.
+    """
+    problems: list[str] = []
+    needs = {select: floors.needed(clip.path, FRAMES, select) for select in SELECTS}
+    candidates = {n.indices: [floors.Floor(clip.path, n, t) for t in floors.THREAD_SETTINGS] for n in needs.values()}
+    for select, need in needs.items():
+        _, frames = read_frames(clip.path, FRAMES, select)
+        ours = [f.image for f in frames]
+        theirs = candidates[need.indices][0]()
+        if [f.index for f in frames] != list(need.indices) or len(ours) != len(theirs) or not all(
+                np.array_equal(a, b) for a, b in zip(ours, theirs)):
+            problems.append(f"{clip.name}: read_frames({select!r}) and the decode floor give different frames")
 
-    for select in times:
-        timed(job(select), dirs)
-    for _ in range(ctx.runs):
-        for select in times:
-            times[select].append(timed(job(select), dirs)[0])
-    _, picked = read_frames(clip.path, 2, "uniform")
-    row = SelectionRow(clip, keyframes(clip.path), times["first"], times["uniform"], tuple(f.index for f in picked))
-    if not with_decode:
-        return row
-    dec: dict[str, list[float]] = {"first": [], "uniform": []}
-    for _ in range(ctx.runs):
-        for select in dec:
-            gc.collect()
-            start = time.perf_counter()
-            read_frames(clip.path, 2, select)
-            dec[select].append((time.perf_counter() - start) * 1e3)
-    base = statistics.median(timed(lambda d: baseline_run(clip.path, d), dirs)[0] for _ in range(ctx.runs))
-    return SelectionRow(row.clip, row.keyframes, row.first, row.uniform, row.indices,
-                        statistics.median(dec["first"]), statistics.median(dec["uniform"]), base)
+    def reader(select: str) -> Callable[[], object]:
+        return lambda: read_frames(clip.path, FRAMES, select)
+
+    jobs: dict[str, Callable[[], object]] = {f"read {select}": reader(select) for select in SELECTS}
+    for indices, settings in candidates.items():
+        jobs.update({f"floor {indices} {floor.threads}": floor for floor in settings})
+    times = floors.interleaved(jobs, ctx.runs)
+    best = {indices: min(settings, key=lambda f: statistics.median(times[f"floor {indices} {f.threads}"]))
+            for indices, settings in candidates.items()}
+    row = FloorRow(
+        clip, len(keyframes(clip.path)), {s: n.indices for s, n in needs.items()},
+        {s: n.decoded for s, n in needs.items()}, {s: times[f"read {s}"] for s in SELECTS},
+        {s: times[f"floor {n.indices} {best[n.indices].threads}"] for s, n in needs.items()},
+        {s: "/".join(map(str, best[n.indices].threads)) for s, n in needs.items()},
+    )
+    return row, problems
+
+
+def timed_end_to_end(clip: Clip) -> bool:
+    """Clips of the speed table: the sample clips and the generated camera-like ones (not the control-like
+    generated ones, which are there for fidelity and frame selection; the real control clips are samples)."""
+    return clip.group != "generated" or clip.kind == "camera"
 
 
 def measure(clips: list[Clip], long: Clip | None, ctx: Context) -> SpeedResult:
@@ -226,7 +245,7 @@ def measure(clips: list[Clip], long: Clip | None, ctx: Context) -> SpeedResult:
     dirs = Dirs(ctx.tmp)
     result = SpeedResult(load_start=load_average())
     for clip in clips:
-        if not clip.video:
+        if not clip.video or not timed_end_to_end(clip):
             continue
         row = speed_row(clip, ctx, dirs)
         result.rows.append(row)
@@ -235,9 +254,10 @@ def measure(clips: list[Clip], long: Clip | None, ctx: Context) -> SpeedResult:
     result.whatif_clip = next((r.clip for r in result.rows if r.clip.p720), None)
     if result.whatif_clip is not None:
         result.whatif = whatif(result.whatif_clip, ctx)
-    if long is not None:
-        result.long = selection_row(long, ctx, dirs, with_decode=True)
-        ctx.log(f"  speed long clip: uniform / first {result.long.ratio:.2f}")
-    result.samples = [selection_row(c, ctx, dirs, with_decode=False) for c in clips if c.group == "sample"]
+    for clip in [c for c in clips if c.video] + ([long] if long is not None else []):
+        selection, problems = floor_row(clip, ctx)
+        result.selections.append(selection)
+        result.problems += problems
+        ctx.log(f"  selection {clip.name}: " + ", ".join(f"{s} {selection.ratio(s):.2f}x" for s in SELECTS))
     result.load_end = load_average()
     return result

@@ -75,15 +75,20 @@ def report(results: Results, clipset: ClipSet, ctx: Context, command: str, elaps
     """The whole Markdown report."""
     clips = clipset.clips
     long = clipset.long
+    camera = sum(c.group == "generated" and c.kind == "camera" for c in clips)
+    controls = [c for c in clips if c.group == "generated" and c.kind != "camera"]
     header = [
         "# cosmos_upsample_fix benchmarks", "",
         f"`{command}`, {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}, took {elapsed:.0f} s.", "",
         *describe(package_revision()), "",
-        f"Inputs: {sum(c.group == 'sample' for c in clips)} sample clips, {sum(c.group == 'generated' for c in clips)} "
-        f"generated {SHORT_FRAMES}-frame clips and {sum(c.group == 'still' for c in clips)} generated stills "
-        "(synthetic detail: 1/f noise, hard edges, text, 2–5 px periodic textures, per-frame noise; libx264 CRF 18, "
-        "yuv420p)" + (f", and one generated long clip ({long.width}x{long.height}, {long.frames} frames)" if long
-                      else "") + "." + "".join(" " + n for n in clipset.notes),
+        f"Inputs: {sum(c.group == 'sample' for c in clips)} sample clips, "
+        f"{camera} generated camera-like {SHORT_FRAMES}-frame "
+        "clips (synthetic detail: 1/f noise, hard edges, text, 2–5 px periodic textures, per-frame noise), "
+        f"{len(controls)} generated control-like {SHORT_FRAMES}-frame "
+        "clips (" + ", ".join(sorted({c.kind for c in controls}))
+        + f"; `benchmarks/control.py`), all libx264 CRF 18 yuv420p, {sum(c.group == 'still' for c in clips)} "
+        "generated stills" + (f", and one generated long clip ({long.width}x{long.height}, {long.frames} frames)"
+                              if long else "") + "." + "".join(" " + n for n in clipset.notes),
         "", f"Prompt of every request: \"{PROMPT}\".", "",
         render.goals(results.goals),
     ]
@@ -101,7 +106,7 @@ def report(results: Results, clipset: ClipSet, ctx: Context, command: str, elaps
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small generated clips, fewer runs (< 1 min)")
+    parser.add_argument("--quick", action="store_true", help="small generated clips, fewer runs (a few minutes)")
     parser.add_argument("--out", default=None,
                         help="Markdown report (full run: default benchmarks/RESULTS.md; --quick: printed only)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per measurement (default 11, quick 3)")

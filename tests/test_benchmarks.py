@@ -21,7 +21,7 @@ from benchmarks import clips, suite  # noqa: E402
 from benchmarks.config import PROMPT, Context  # noqa: E402
 from cosmos_upsample_fix.planning.tokenizer import load_model  # noqa: E402
 
-UNTIMED = ("Budget", "Fidelity", "Filter", "Cap", "Payload")
+UNTIMED = ("Budget", "Fidelity", "Filter", "Pre-shrink", "Payload")
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +51,28 @@ def test_every_untimed_goal_is_checked_and_passes(measured) -> None:
     for goal in untimed:
         assert goal.result == "PASS", f"{goal.name}: {goal.detail}"
     by_name = {g.name.split(":")[0]: g for g in results.goals}
-    assert by_name["Selection"].result == "N/A"  # no long clip here
-    assert by_name["Speed"].applicable and by_name["Planning"].applicable  # measured, not asserted
+    for name in ("Speed", "Selection", "Planning"):  # measured, not asserted
+        assert by_name[name].applicable and by_name[name].timed
 
 
 def test_report_lists_every_table_and_row(measured) -> None:
     results, text = measured
     for heading in ("## Goals", "## 1. Budget use", "## 2. Fidelity", "### The downscale filter",
-                    "### Frames over the model's 1024-px cap", "## 3. Speed and payload", "## 4. Planning cost",
+                    "### Frames over the model's 1024-px cap", "### Per kind of content", "**camera** (2 clips",
+                    "## 3. Speed and payload", "### Frame selection against the decode floor", "## 4. Planning cost",
                     "## 5. A batch of prompts"):
         assert heading in text, heading
     for goal in results.goals:
         assert f"| {goal.name} | {goal.result} |" in text
     rows = [line for line in text.splitlines() if line.startswith("| gen_720x720.mp4 |")]
-    assert len(rows) == 5  # budget, fidelity, filter, speed, stages
+    assert len(rows) == 9  # budget, fidelity, filter, speed, stages, 3 selections, per kind
     assert [line for line in text.splitlines() if line.startswith("| still_1600x400.png |")]
-    assert len(results.fidelity.cap) == 1 and results.fidelity.cap[0].sent == (1024, 256)
+    [pre] = results.fidelity.preshrink  # the still: over the cap, and its request fits
+    assert pre.ok and pre.sent[0] in ((1024, 256), (1600, 400)) and pre.margin >= -0.1
+    assert pre.sent_tokens == pre.upstream_tokens == pre.exact_tokens
+    [selection] = results.speed.selections
+    assert selection.indices == {"first": (0, 1), "uniform": (0, 1), "ends": (0, 1)}
+    assert all(selection.package[s] and selection.floor[s] for s in selection.selects)
     speed = results.speed.rows[0]
     assert speed.payload > 0 and speed.payload_compressed > 0 and speed.payload_baseline > 0
 

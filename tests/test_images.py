@@ -82,15 +82,31 @@ def test_write_png_level(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "source, target, mild",
-    [((720, 720), (672, 672), True), ((1280, 704), (928, 512), True), ((1280, 800), (864, 544), False),
-     ((1920, 1080), (912, 512), False), ((3840, 2160), (912, 512), False), ((1280, 704), (640, 352), False)],
+    "source, target, share",
+    [((720, 720), (672, 672), 0.0714), ((1280, 704), (928, 512), 0.3793), ((1280, 800), (864, 544), 0.4815),
+     ((1920, 1080), (912, 512), 1.0), ((3840, 2160), (912, 512), 1.0), ((1280, 704), (640, 352), 1.0),
+     ((301, 203), (611, 97), 1.0)],
 )
-def test_filter_by_shrink_factor(source, target, mild):
+def test_filter_by_shrink_factor(source, target, share):
     pytest.importorskip("cv2")
-    assert (images.filter_for(source, target) == images.OPENCV_LANCZOS) is mild
-    if max(source) / max(target) >= 2:
-        assert images.filter_for(source, target) == images.SWSCALE_LANCZOS  # antialiased from 2x
+    assert images.antialiased_share(source, target) == pytest.approx(share, abs=1e-4)
+    name = images.filter_for(source, target)
+    if share == 1.0:
+        assert name == images.SWSCALE_LANCZOS
+    else:
+        assert name.startswith(images.BLEND if share < 0.25 else images.BLEND_CUBIC)
+
+
+@pytest.mark.parametrize(("source", "target", "sharp_filter"), [((1280, 704), (928, 512), cv2.INTER_CUBIC),
+                                                                ((720, 720), (672, 672), cv2.INTER_LANCZOS4)])
+def test_a_mild_shrink_mixes_a_sharp_and_the_antialiased_lanczos(source, target, sharp_filter):
+    image = np.random.default_rng(3).integers(0, 256, (source[1], source[0], 3), dtype=np.uint8)
+    share = images.antialiased_share(source, target)
+    sharp = cv2.resize(image, target, interpolation=sharp_filter)
+    smooth = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+        width=target[0], height=target[1], interpolation="LANCZOS").to_ndarray()
+    expected = cv2.addWeighted(sharp, 1 - share, smooth, share, 0.0)
+    np.testing.assert_array_equal(images.resize(image, target), expected)
 
 
 @pytest.mark.parametrize("size", [(1100, 600), (928, 512)])
@@ -104,7 +120,7 @@ def test_mild_shrink_keeps_detail_and_does_not_point_sample(size):
 
 
 
-@pytest.mark.parametrize(("source", "target"), [((1280, 800), (864, 544)), ((1921, 1079), (913, 511)),
+@pytest.mark.parametrize(("source", "target"), [((1280, 800), (640, 400)), ((1921, 1079), (913, 511)),
                                                  ((640, 480), (160, 120)), ((301, 203), (611, 97))])
 def test_swscale_path_gives_the_packed_rgb_lanczos_pixels(source: tuple[int, int], target: tuple[int, int]) -> None:
     # the planar (gbrp) output is a speed choice only: same pixels as scaling rgb24 -> rgb24

@@ -5,8 +5,9 @@ A policy is one string:
 ``fit`` (default)
     The largest sizes that keep each frame's aspect ratio, never upscale, and make the
     whole request fit. Frames whose request already fits pass through unchanged (those
-    over the model's ``max_image_size`` are sent at the size the model would shrink them
-    to, same token grid: see :func:`~.budget.presized`). Otherwise
+    over the model's ``max_image_size`` are planned at the size the model would shrink them
+    to, same token grid: see :func:`~.budget.presized`; the planner sends one as it is where
+    that would lose detail the model sees). Otherwise
     every target sits on the model's patch grid (multiples of ``patch × merge``), with the
     grid whose aspect ratio is closest to the frame's, so the model's own resize is a no-op.
 ``max-side:N``, ``max-pixels:N``, ``scale:F``
@@ -40,7 +41,7 @@ from cosmos_upsample_fix.core.budget import (
 from cosmos_upsample_fix.core.options import Fit, Fixed, Original, Policy, parse_policy
 from cosmos_upsample_fix.errors import BudgetError
 
-__all__ = ["Fit", "Fixed", "Original", "Policy", "parse_policy", "plan_sizes"]
+__all__ = ["Fit", "Fixed", "Original", "Policy", "parse_policy", "passes_as_is", "plan_sizes"]
 
 
 def _bound(policy: Fit, original: Size) -> Callable[[Size], bool]:
@@ -95,6 +96,21 @@ class _Frame:
         return max(1, min(k, self.max_cells(self.long)))
 
 
+def passes_as_is(
+    sizes: Sequence[Size], text_tokens: int, grid: ImageGrid, limits: Limits, policy: Policy | str = "fit"
+) -> bool:
+    """True when ``fit`` (bounded or not) sends these frames as they are: their request fits and the bounds allow them.
+
+    Such frames go at :func:`~.budget.presized` sizes; the caller may send one over the
+    model's cap at its original size instead (same token grid, same count).
+    """
+    policy = parse_policy(policy)
+    if isinstance(policy, (Original, Fixed)) or not sizes:
+        return False
+    sizes = [(int(w), int(h)) for w, h in sizes]
+    return count_request(sizes, text_tokens, grid, limits).fits and all(policy.allows(s, s) for s in sizes)
+
+
 def plan_sizes(
     sizes: Sequence[Size],
     text_tokens: int,
@@ -134,10 +150,9 @@ def plan_sizes(
             )
         return list(targets)
 
-    original = count_request(sizes, text_tokens, grid, limits)
-    bounds = [_bound(policy, s) for s in sizes]
-    if original.fits and all(b(s) for b, s in zip(bounds, sizes)):
+    if passes_as_is(sizes, text_tokens, grid, limits, policy):
         return [presized(s, grid) for s in sizes]
+    bounds = [_bound(policy, s) for s in sizes]
 
     smallest = text_tokens + len(sizes) * min_image_tokens()
     if smallest > budget:

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS, ImageGrid, Limits, RequestCount, Size
+from cosmos_upsample_fix.core.budget import UPSTREAM_LIMITS, ImageGrid, Limits, RequestCount, Size, model_pixels
 from cosmos_upsample_fix.core.options import Options, Policy
-from cosmos_upsample_fix.core.policies import plan_sizes
+from cosmos_upsample_fix.core.policies import passes_as_is, plan_sizes
 from cosmos_upsample_fix.errors import InputError
 from cosmos_upsample_fix.media.frames import VideoInfo, probe, read_frames
 from cosmos_upsample_fix.media.frames.selection import check_selection, select_indices
-from cosmos_upsample_fix.media.images import resize, write_png
+from cosmos_upsample_fix.media.images import preshrink, resize, write_png
 from cosmos_upsample_fix.planning.tokenizer import UpsamplerModel, effective_prompt, load_model
 
 log = logging.getLogger(__name__)
@@ -243,6 +243,10 @@ def plan_frames(
     text_tokens = model.text_tokens(prompt)
     original, original_indices = original_sizes(source, info)
     targets = plan_sizes(sizes, text_tokens, model.grid, limits, policy, flag=flag)
+    if passes_as_is(sizes, text_tokens, model.grid, limits, policy):
+        sent = preshrink_all(images, targets, model.grid)
+    else:
+        sent = resize_all(images, targets)
     plan = Plan(
         source=_source_name(source),
         kind=info.kind,
@@ -253,12 +257,24 @@ def plan_frames(
         tokenizer=str(model.tokenizer_file),
         original=model.count(original, prompt, limits),
         original_indices=original_indices,
-        planned=model.count(targets, prompt, limits),
+        planned=model.count([(im.shape[1], im.shape[0]) for im in sent], prompt, limits),
         frame_indices=tuple(f.index for f in picked),
     )
     log.debug("planned %s for %r", plan.summary(), effective_prompt(prompt)[:60])
     _warn_if_small(plan, sizes, one_frame)
-    return PlannedFrames(plan, resize_all(images, targets))
+    return PlannedFrames(plan, sent)
+
+
+def preshrink_all(images: Sequence[np.ndarray], sizes: Sequence[Size], grid: ImageGrid) -> list[np.ndarray]:
+    """Frames whose request fits as is: each at its presized size, or as is where that loses detail.
+
+    A frame over the model's cap goes at the model's own size (same token grid, a smaller
+    payload) when the model sees at least as much in it as in the full frame (see
+    :func:`~cosmos_upsample_fix.media.images.preshrink`); other frames pass through.
+    """
+    return [im if (im.shape[1], im.shape[0]) == tuple(size)
+            else preshrink(im, size, model_pixels((im.shape[1], im.shape[0]), grid))
+            for im, size in zip(images, sizes)]
 
 
 def resize_all(images: Sequence[np.ndarray], sizes: Sequence[Size]) -> list[np.ndarray]:
