@@ -356,14 +356,19 @@ def test_a_still_the_model_shrinks_itself_keeps_its_detail(capsys, tmp_path):
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
 def test_a_callers_gc_freeze_is_left_alone(capsys, folder, monkeypatch):
     monkeypatch.setattr(scan, "ITEMS_PER_WORKER", 1)
+    gc.collect()
+    unfrozen = gc.get_freeze_count()  # not 0 on some Pythons (3.12.1 counts static objects there)
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
-        assert frozen > 0
+        assert frozen > unfrozen
         code, rows = scan_rows(capsys, str(folder), "-j", "2")
         assert code == 0 and len(rows) == 7
-        assert gc.get_freeze_count() >= frozen  # what the caller froze stays frozen
+        # what the caller froze stays frozen (less what plain reference counting freed meanwhile)
+        assert gc.get_freeze_count() > (frozen + unfrozen) // 2
     finally:
         gc.unfreeze()
+    gc.collect()
     code, rows = scan_rows(capsys, str(folder), "-j", "2")
-    assert code == 0 and gc.get_freeze_count() == 0  # and scan's own freeze is undone
+    gc.collect()
+    assert code == 0 and gc.get_freeze_count() <= unfrozen  # and scan froze nothing here

@@ -191,6 +191,17 @@ def _init_worker(checkpoint_dir: str | None) -> None:
         _worker_model = None  # each row then reports the error
 
 
+def _start_worker(checkpoint_dir: str | None) -> None:
+    """A worker's first step: freeze what it inherited, then load the tokenizer.
+
+    Frozen objects are never collected, so no garbage inherited from the parent (a decoder
+    whose threads only the parent has) is freed here, where joining those threads would hang.
+    The freeze is the worker's own; the parent's (and a caller's) stays as it is.
+    """
+    gc.freeze()
+    _init_worker(checkpoint_dir)
+
+
 def _run_job(job: Job) -> tuple[int, dict[str, Any]]:
     return job.index, plan_item(job, _worker_model)
 
@@ -231,25 +242,18 @@ def run(jobs: Sequence[Job], workers: int, progress: Callable[[int, int], None] 
         checkpoint = busy[0].options.checkpoint_dir
         _init_worker(checkpoint)  # loaded here first, so forked workers share it
         # Garbage left in this process (a caller's, or a library's) is freed here, where its
-        # threads exist; what is frozen a forked worker never collects. A decoder freed in a
-        # worker would join threads the worker does not have, and hang.
-        # A caller's own freeze is left as it is: gc.unfreeze() would undo it too, so only a freeze
-        # of ours alone is undone (objects frozen here beside a caller's stay frozen).
+        # threads exist; each worker freezes what it inherits before anything else, so none of
+        # it is freed there (a decoder freed in a worker would join threads it lacks, and hang).
+        # This process's own gc state, a caller's freeze included, is left as it is.
         gc.collect()
-        ours = gc.get_freeze_count() == 0
-        gc.freeze()
-        try:
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(checkpoint,)) as pool:
-                for future in as_completed([pool.submit(_run_job, job) for job in busy]):
-                    index, row = future.result()
-                    rows[index] = row
-                    done += 1
-                    if progress:
-                        progress(done, len(jobs))
-        finally:
-            if ours:
-                gc.unfreeze()
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(checkpoint,)) as pool:
+            for future in as_completed([pool.submit(_run_job, job) for job in busy]):
+                index, row = future.result()
+                rows[index] = row
+                done += 1
+                if progress:
+                    progress(done, len(jobs))
     return [row for row in rows if row is not None]
 
 
