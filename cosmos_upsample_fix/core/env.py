@@ -29,10 +29,6 @@ class EnvVar:
                 return value
         return None
 
-    def names(self) -> str:
-        """How documentation and messages name it: ``NEW`` (or ``OLD``)."""
-        return self.name + (f" (or {', '.join(self.old)})" if self.old else "")
-
 
 POLICY = EnvVar(PREFIX + "POLICY", ("COSMOS_UPSAMPLER_POLICY",))
 """The policy ``install()`` uses when it is given none."""

@@ -135,18 +135,12 @@ def upstream(upstream_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 
 @pytest.fixture
-def plugin(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The plugin's runtime, uninstalled before and after the test, no plugin variables from outside."""
-    from cosmos_upsample_fix.core import env
+def plugin(clean_plugin: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The plugin's runtime, clean (``clean_plugin``), with live_limits' warnings not yet given."""
     from cosmos_upsample_fix.cosmos import live_limits, runtime
 
-    for var in env.ALL:
-        for name in (var.name, *var.old):
-            monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(live_limits, "_reported", set())
-    runtime.uninstall()
-    yield runtime
-    runtime.uninstall()
+    return runtime
 
 
 # ----------------------------------------------------------------------------- engines, one at a time

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(GIT is None, reason="no upstream clone here (set
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
+def upstream_class(tmp_path_factory):
     """Upstream's ``PixtralPromptUpsampler`` class, imported from a temporary tree."""
     root = tmp_path_factory.mktemp("upstream")
     shutil.copytree(TESTS / "standin" / "cosmos_transfer1", root / "cosmos_transfer1")
@@ -67,7 +67,7 @@ def _recording(upsampler):
 
 
 def test_upstream_refuses_full_frames_and_takes_the_planned_ones(
-    upstream, tiny_checkpoint, clip, monkeypatch, tmp_path
+    upstream_class, tiny_checkpoint, clip, monkeypatch, tmp_path
 ):
     from vllm.exceptions import VLLMValidationError
 
@@ -75,7 +75,7 @@ def test_upstream_refuses_full_frames_and_takes_the_planned_ones(
 
     monkeypatch.setenv("STANDIN_TEMPDIR", str(tmp_path))  # where misc.extract_video_frames writes frame_N.png
     plan = plan_frames(str(clip), PROMPT, Options()).plan
-    upsampler = upstream(str(tiny_checkpoint))
+    upsampler = upstream_class(str(tiny_checkpoint))
     try:
         with pytest.raises(VLLMValidationError, match=f"prompt contains {plan.original.prompt_tokens} input tokens"):
             upsampler._prompt_upsample_with_offload(PROMPT, str(clip))
@@ -89,20 +89,20 @@ def test_upstream_refuses_full_frames_and_takes_the_planned_ones(
         del upsampler
 
 
-def test_offloaded_upstream_builds_one_engine_per_call_and_fits(upstream, tiny_checkpoint, clip, monkeypatch):
+def test_offloaded_upstream_builds_one_engine_per_call_and_fits(upstream_class, tiny_checkpoint, clip, monkeypatch):
     import cosmos_upsample_fix
 
     built = []
-    original = upstream._load_upsampler_model
+    original = upstream_class._load_upsampler_model
 
     def load(self):
         original(self)
         built.append(_recording(self))
 
-    monkeypatch.setattr(upstream, "_load_upsampler_model", load)
+    monkeypatch.setattr(upstream_class, "_load_upsampler_model", load)
     cosmos_upsample_fix.install()
     try:
-        upsampler = upstream(str(tiny_checkpoint), offload_prompt_upsampler=True)
+        upsampler = upstream_class(str(tiny_checkpoint), offload_prompt_upsampler=True)
         assert built == []
         upsampler._prompt_upsample_with_offload(PROMPT, str(clip))
         assert [len(b) for b in built] == [1] and upsampler.upsampler_model is None
